@@ -1,0 +1,37 @@
+# endpointgen: every target that needs the virtualenv creates it when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ENVS   ?=
+ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
+
+.PHONY: install validate render check test golden clean help
+
+help:
+	@echo "make install   create .venv and install endpointgen with its test extras"
+	@echo "make validate  validate every environment and endpoint spec"
+	@echo "make render    validate and render rendered/<env> and clusters/<env>"
+	@echo "make check     fail when rendered/ or clusters/ are not current"
+	@echo "make test      run the test suite"
+	@echo "make golden    refresh the golden files of the render tests"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+validate: $(STAMP)
+	$(BIN)/endpointgen validate $(ENV_FLAGS)
+
+render: $(STAMP)
+	$(BIN)/endpointgen validate $(ENV_FLAGS)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,103 @@
+"""Find, load and validate every environment and endpoint spec of a GitOps repo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .loader import Document, LoadError, load_yaml
+from .model import Endpoint, Environment
+from .problems import Problem, UsageError, display_path
+from .rules import colliding_objects, endpoint_problems
+from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
+
+ENVIRONMENTS_DIR = "environments"
+ENVIRONMENT_FILE = "environment.yaml"
+ENDPOINTS_DIR = "endpoints"
+
+
+@dataclass
+class Repository:
+    """Everything loaded from a repo, and every problem found on the way."""
+
+    root: Path
+    environments: list[Environment] = field(default_factory=list)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def endpoints_of(self, env_name: str) -> list[Endpoint]:
+        return [ep for ep in self.endpoints if ep.env.name == env_name]
+
+
+def environment_names(root: Path) -> list[str]:
+    """Names of the environments in the repo, sorted."""
+    base = root / ENVIRONMENTS_DIR
+    return sorted(p.parent.name for p in base.glob(f"*/{ENVIRONMENT_FILE}")) if base.is_dir() else []
+
+
+def select_environments(root: Path, requested: Sequence[str]) -> list[str]:
+    """The requested environments (all when none are named); unknown names are a usage error."""
+    available = environment_names(root)
+    if not available:
+        raise UsageError(f"no environments found: expected {ENVIRONMENTS_DIR}/<env>/{ENVIRONMENT_FILE} under {root}")
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise UsageError(f"unknown environment(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    return sorted(set(requested)) if requested else available
+
+
+def load_repository(root: Path, requested: Sequence[str] = ()) -> Repository:
+    """Load and validate the selected environments and all of their endpoint specs."""
+    repo = Repository(root)
+    for env_name in select_environments(root, requested):
+        env_dir = root / ENVIRONMENTS_DIR / env_name
+        env = _load_environment(repo, env_dir)
+        for path in sorted((env_dir / ENDPOINTS_DIR).glob("*")):
+            if path.is_file():
+                _load_endpoint(repo, env, path)
+    repo.problems.extend(colliding_objects(repo.endpoints))
+    return repo
+
+
+def _load(repo: Repository, path: Path, schema_name: str) -> Document | None:
+    """Parse a file and check it against its schema; None (with problems recorded) when unusable."""
+    try:
+        doc = load_yaml(path, display_path(path, repo.root))
+    except LoadError as exc:
+        repo.problems.append(exc.problem)
+        return None
+    if not isinstance(doc.data, dict):
+        repo.problems.append(doc.problem((), f"expected a YAML mapping at the top level, got {type(doc.data).__name__}"))
+        return None
+    problems = schema_problems(doc, schema_name)
+    repo.problems.extend(problems)
+    return None if problems else doc
+
+
+def _load_environment(repo: Repository, env_dir: Path) -> Environment | None:
+    doc = _load(repo, env_dir / ENVIRONMENT_FILE, ENVIRONMENT_SCHEMA)
+    if doc is None:
+        return None
+    if doc.data["name"] != env_dir.name:
+        repo.problems.append(doc.problem(("name",), f"must equal the folder name {env_dir.name!r}"))
+        return None
+    env = Environment(env_dir.name, doc)
+    repo.environments.append(env)
+    return env
+
+
+def _load_endpoint(repo: Repository, env: Environment | None, path: Path) -> None:
+    if path.suffix != ".yaml":
+        if path.suffix == ".yml":
+            shown = display_path(path, repo.root)
+            repo.problems.append(Problem(shown, 1, 1, "", "endpoint specs must be named <endpoint>.yaml, not .yml"))
+        return
+    doc = _load(repo, path, ENDPOINT_SCHEMA)
+    if doc is None or env is None:  # without a valid environment only the schema can be checked
+        return
+    endpoint = Endpoint.build(env, doc)
+    problems = endpoint_problems(endpoint)
+    repo.problems.extend(problems)
+    if not problems:
+        repo.endpoints.append(endpoint)

@@ -1,0 +1,121 @@
+"""JSON Schema validation of specs and environment files, with positioned, readable messages."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from .loader import Document, FieldPath
+from .problems import Problem
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+ENDPOINT_SCHEMA = "endpoint.schema.json"
+ENVIRONMENT_SCHEMA = "environment.schema.json"
+
+SECRET_FIELDS = {
+    "primary_key": "a plaintext key in git is readable by everyone with the repo",
+    "secondary_key": "a plaintext key in git is readable by everyone with the repo",
+}
+SECRET_ADVICE = (
+    "store the key in Azure Key Vault and reference it with "
+    "auth_keys: {primary_key_secret: <secret name>} (see README, 'Scoring keys')"
+)
+
+_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+               float: "a number", type(None): "null (empty)"}
+
+
+@cache
+def validator(schema_name: str) -> jsonschema.protocols.Validator:
+    """A compiled Draft 2020-12 validator for one of the bundled schemas."""
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        contents = json.loads(path.read_text())
+        resources.append((path.name, Resource.from_contents(contents)))
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+    registry: Registry = Registry().with_resources(resources)
+    schema = registry[schema_name].contents
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+
+
+def schema_problems(doc: Document, schema_name: str) -> list[Problem]:
+    """Every schema violation in the document, one problem each, pointing at the offending value."""
+    problems: list[Problem] = []
+    for error in validator(schema_name).iter_errors(doc.data):
+        problems.extend(_describe(doc, error))
+    return problems
+
+
+def _describe(doc: Document, error: jsonschema.ValidationError) -> Iterator[Problem]:
+    path: FieldPath = tuple(error.absolute_path)
+    kind = error.validator
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = list(schema.get("properties", {}))
+        for key in sorted(set(instance) - set(known)):
+            yield doc.problem(path + (key,), _unknown_field(key, known), key=True)
+        return
+    if kind in ("anyOf", "oneOf") and schema.get("x-hint"):
+        yield doc.problem(path, f"expected {schema['x-hint']}, got {instance!r}")
+        return
+    if kind in ("anyOf", "oneOf") and error.context:  # report the branch that got furthest
+        best = max(error.context, key=lambda e: len(e.absolute_path))
+        yield from _describe(doc, best)
+        return
+    if "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        yield doc.problem(path + (instance,), "invalid key: " + _message(kind, error, schema, instance), key=True)
+        return
+    yield doc.problem(path, _message(kind, error, schema, instance))
+
+
+def _unknown_field(key: str, known: list[str]) -> str:
+    if key in SECRET_FIELDS:
+        return f"plaintext keys are not allowed: {SECRET_FIELDS[key]}; {SECRET_ADVICE}"
+    guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {guess[0]!r}?" if guess else f"; expected one of: {', '.join(sorted(known))}"
+    return f"unknown field {key!r}{hint}"
+
+
+def _message(kind: str, error: jsonschema.ValidationError, schema: dict[str, Any], instance: Any) -> str:
+    value = error.validator_value
+    got = _TYPE_NAMES.get(type(instance), type(instance).__name__)
+    if kind == "type":
+        expected = " or ".join(_TYPE_NAMES.get(_PY[t], t) for t in ([value] if isinstance(value, str) else value))
+        advice = "; quote the value to make it a string" if "string" in value and instance is not None else ""
+        return f"expected {expected}, got {got} {instance!r}{advice}"
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required field {missing!r}"
+    if kind == "pattern" or (kind in ("minLength", "maxLength") and "x-hint" in schema):
+        hint = schema.get("x-hint", f"a string matching {schema.get('pattern')}")
+        return f"expected {hint}, got {instance!r}"
+    if kind == "enum":
+        return f"expected one of {', '.join(map(repr, value))}, got {instance!r}"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return f"must be {op} {value}, got {instance!r}"
+    if kind == "minItems":
+        return f"needs at least {value} item(s), got {len(instance)}"
+    if kind == "maxItems":
+        return f"allows at most {value} item(s), got {len(instance)}"
+    if kind == "minLength":
+        return f"must be at least {value} character(s) long, got {len(instance)}"
+    if kind == "maxLength":
+        return f"must be at most {value} characters long, got {len(instance)}"
+    if kind == "uniqueItems":
+        return "items must be unique"
+    return error.message
+
+
+_PY = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": float,
+       "null": type(None)}
