@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .problems import EndpointgenError, ProblemsFound, format_problems
+from .generate import StaleOutput, check as check_output, render as render_output
 from .report import effective_json, effective_table
 from .repository import load_repository
 
@@ -85,6 +86,32 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
         raise click.BadParameter(f"no endpoint {endpoint!r} in environment {env!r} (have: {names})",
                                  param_hint="ENDPOINT")
     click.echo(effective_json(found[0]) if output == "json" else effective_table(found[0]))
+
+
+@cli.command()
+@env_option
+@click.pass_context
+@reports_errors
+def render(ctx: click.Context, envs: tuple[str, ...]) -> None:
+    """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
+    result = render_output(ctx.obj, envs)
+    for env, diff in sorted(result.items()):
+        changed = len(diff.stale) + len(diff.missing)
+        summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
+        click.echo(f"{env}: {summary}")
+
+
+@cli.command()
+@env_option
+@click.pass_context
+@reports_errors
+def check(ctx: click.Context, envs: tuple[str, ...]) -> None:
+    """Exit 1 when the committed rendered/ or clusters/ output is not what render would write now."""
+    lines = check_output(ctx.obj, envs)
+    if lines:
+        click.echo("\n".join(lines), err=True)
+        raise StaleOutput(f"{len(lines)} file(s) out of date; run `make render` and commit the result")
+    click.echo("ok: rendered output is current")
 
 
 def main() -> None:

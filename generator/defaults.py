@@ -30,6 +30,7 @@ VERSION_DEFAULTS: dict[str, Any] = {
     "success_threshold": 1,
     "failure_threshold": 3,
     "traffic_percentile": 0,
+    "scoring_retries": 0,
     "is_default": False,
     "is_control_version_type": False,
     "description": "",
