@@ -28,7 +28,13 @@ validate: $(STAMP)
 	$(BIN)/endpointgen validate $(ENV_FLAGS)
 
 render: $(STAMP)
-	$(BIN)/endpointgen validate $(ENV_FLAGS)
+	$(BIN)/endpointgen render $(ENV_FLAGS)
+
+check: $(STAMP)
+	$(BIN)/endpointgen check $(ENV_FLAGS)
+
+golden: $(STAMP)
+	ENDPOINTGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -77,6 +77,16 @@ def keys_referenced_properly(ep: Endpoint) -> Iterator[Problem]:
         yield ep.problem(("auth_keys",), f"no key_vault here and none in environment {ep.env.name!r}")
 
 
+def app_insights_configured(ep: Endpoint) -> Iterator[Problem]:
+    """App Insights needs the environment's connection-string secret and the Key Vault it lives in."""
+    if ep.settings["enable_app_insights"]:
+        missing = [name for name in ("app_insights", "key_vault") if name not in ep.env.settings]
+        if missing:
+            yield ep.problem(("enable_app_insights",),
+                             f"environment {ep.env.name!r} has no {' or '.join(missing)} section; the connection "
+                             "string is read from Key Vault")
+
+
 def unique_version_names(ep: Endpoint) -> Iterator[Problem]:
     """Version names are unique within an endpoint."""
     seen: dict[str, int] = {}
@@ -200,6 +210,7 @@ RULES: list[Rule] = [
     one_auth_mode,
     token_auth_configured,
     keys_referenced_properly,
+    app_insights_configured,
     unique_version_names,
     one_default_version,
     one_control_version,
