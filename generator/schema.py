@@ -42,9 +42,17 @@ def validator(schema_name: str) -> jsonschema.protocols.Validator:
         resources.append((contents["$id"], Resource.from_contents(contents)))
     registry: Registry = Registry().with_resources(resources)
     schema = registry[schema_name].contents
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    # JSON Schema counts 2.0 as an integer; YAML makes it a float that Kubernetes integer fields refuse.
+    strict = base.TYPE_CHECKER.redefine("integer", _is_integer)
+    cls = jsonschema.validators.extend(base, type_checker=strict)
     return cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+
+
+def _is_integer(_checker: object, instance: Any) -> bool:
+    """Only real integers (not 2.0, not booleans) are integers."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
 
 
 def schema_problems(doc: Document, schema_name: str) -> list[Problem]:
