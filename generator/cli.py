@@ -30,8 +30,12 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ProblemsFound as exc:
-            click.echo(format_problems(exc.problems, ctx.meta.get("output", "text")), err=True)
-            click.echo(f"endpointgen: {len(exc.problems)} problem(s) found", err=True)
+            output = ctx.meta.get("output", "text")
+            if output == "json":  # machine-readable: the JSON alone, on stdout
+                click.echo(format_problems(exc.problems, output))
+            else:
+                click.echo(format_problems(exc.problems, output), err=True)
+                click.echo(f"endpointgen: {len(exc.problems)} problem(s) found", err=True)
             ctx.exit(exc.exit_code)
         except EndpointgenError as exc:
             click.echo(f"endpointgen: error: {exc}", err=True)
@@ -57,7 +61,7 @@ def cli(ctx: click.Context, root: Path) -> None:
 @cli.command()
 @env_option
 @click.option("--output", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
-              help="How to print problems: path:line:col text, JSON, or GitHub annotations.")
+              help="How to print problems: path:line:col text (stderr), JSON (stdout), or GitHub annotations.")
 @click.pass_context
 @reports_errors
 def validate(ctx: click.Context, envs: tuple[str, ...], output: str) -> None:
@@ -66,6 +70,9 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str) -> None:
     repo = load_repository(ctx.obj, envs)
     if repo.problems:
         raise ProblemsFound(repo.problems)
+    if output == "json":
+        click.echo("[]")
+        return
     click.echo(f"ok: {len(repo.endpoints)} endpoint(s) in {len(repo.environments)} environment(s) are valid")
 
 

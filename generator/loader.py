@@ -23,6 +23,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+MAX_SHOWN = 60  # characters of a bad value quoted in a message
 
 FieldPath = tuple[str | int, ...]
 
@@ -68,7 +69,11 @@ def format_field(path: FieldPath) -> str:
     """`('versions', 1, 'cpu_cores')` -> `versions[1].cpu_cores`."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        shown = part if part.isprintable() and part.strip() == part and part else repr(part)
+        out += f".{shown}" if out else shown
     return out
 
 
@@ -102,10 +107,13 @@ def parse_yaml(text: str, path: Path, display: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise LoadError(Problem(display, line, col, "", f"invalid YAML: {reason}")) from None
+        raise LoadError(Problem(display, line, col, "", f"invalid YAML: {_reason(exc)}")) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _position(text, text.find(chr(exc.character)))
+        message = f"invalid YAML: {exc.reason} (character {exc.character:#06x})"
+        raise LoadError(Problem(display, line, col, "", message)) from None
     except yaml.YAMLError as exc:
-        raise LoadError(Problem(display, 1, 1, "", f"invalid YAML: {exc}")) from None
+        raise LoadError(Problem(display, 1, 1, "", f"invalid YAML: {_first_line(exc)}")) from None
     except RecursionError:
         raise LoadError(Problem(display, 1, 1, "", "invalid YAML: nested too deeply")) from None
     finally:
@@ -115,6 +123,31 @@ def parse_yaml(text: str, path: Path, display: str) -> Document:
     doc = Document(path, display, None)
     doc.data = _Builder(doc, loader).build(node, (), 0)
     return doc
+
+
+def _reason(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem text, with its context when the problem alone reads as half a sentence."""
+    problem, context = exc.problem or "", exc.context or ""
+    if context and (not problem or problem.startswith("but ")):
+        return f"{context}, {problem}" if problem else context
+    return problem or "invalid YAML"
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's text (PyYAML appends the input's position on later lines)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, col) of a character offset (1:1 when unknown)."""
+    if offset < 0:
+        return 1, 1
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _shown(value: str) -> str:
+    """A value quoted for a message, shortened so a huge value cannot flood the output."""
+    return repr(value) if len(value) <= MAX_SHOWN else repr(value[:MAX_SHOWN]) + "..."
 
 
 class _Builder:
@@ -142,10 +175,17 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        kind = node.tag.rsplit(":", 1)[-1]
         try:
-            return self.loader.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise self.fail(node, f"invalid scalar {node.value!r}: {exc}") from None
+            value = self.loader.construct_object(node, deep=True)
+        except Exception as exc:  # PyYAML raises KeyError, IndexError... for explicitly tagged junk
+            detail = _reason(exc) if isinstance(exc, yaml.MarkedYAMLError) else (
+                _first_line(exc) if isinstance(exc, (ValueError, OverflowError)) else "")
+            message = f"invalid {kind} value {_shown(node.value)}" + (f": {detail}" if detail else "")
+            raise self.fail(node, message) from None
+        if isinstance(value, float) and value != value:
+            raise self.fail(node, f"{_shown(node.value)} is NaN (not a number); write a number")
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: FieldPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -153,12 +193,12 @@ class _Builder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise self.fail(key_node, "merge keys (<<) are not supported; write the fields out")
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
-                raise self.fail(key_node, f"mapping key {shown!r} is not a string; quote it")
+                shown = _shown(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "'a collection'"
+                raise self.fail(key_node, f"mapping key {shown} is not a string; quote it")
             key = key_node.value
             if key in result:
                 first = self.doc.key_positions[path + (key,)][0]
-                raise self.fail(key_node, f"duplicate key {key!r} (first defined on line {first})")
+                raise self.fail(key_node, f"duplicate key {_shown(key)} (first defined on line {first})")
             mark = key_node.start_mark
             self.doc.key_positions[path + (key,)] = (mark.line + 1, mark.column + 1)
             result[key] = self.build(value_node, path + (key,), depth + 1)

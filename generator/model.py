@@ -86,5 +86,6 @@ class Endpoint:
         if field_name in self.env.defaults:
             located = self.env.doc.problem(("defaults", field_name), message)
             field_path = f"versions[{version.index}].{field_name} (from defaults.{field_name})"
-            return Problem(located.path, located.line, located.col, field_path, message)
+            inherited = f"{message} (in {self.doc.display})"  # several endpoints may inherit the same entry
+            return Problem(located.path, located.line, located.col, field_path, inherited)
         return self.doc.problem(("versions", version.index, field_name), f"{message} (default value)")

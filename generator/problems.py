@@ -60,6 +60,14 @@ def format_problems(problems: list[Problem], output: str) -> str:
         return json.dumps([asdict(p) for p in problems], indent=2)
     if output == "github":
         return "\n".join(
-            f"::error file={p.path},line={p.line},col={p.col}::{p.field}: {p.message}" for p in problems
+            f"::error file={_escape(p.path, True)},line={p.line},col={p.col}::"
+            f"{_escape(f'{p.field}: {p.message}' if p.field else p.message)}"
+            for p in problems
         )
     return "\n".join(str(p) for p in problems)
+
+
+def _escape(text: str, in_property: bool = False) -> str:
+    """Escape text for a GitHub workflow command (`%`, line breaks, and `:`/`,` inside properties)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if in_property else text

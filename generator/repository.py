@@ -9,7 +9,7 @@ from pathlib import Path
 from .loader import Document, LoadError, load_yaml
 from .model import Endpoint, Environment
 from .problems import Problem, UsageError, display_path
-from .rules import colliding_objects, endpoint_problems
+from .rules import colliding_objects, endpoint_problems, environment_problems
 from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
 
 ENVIRONMENTS_DIR = "environments"
@@ -67,6 +67,9 @@ def _load(repo: Repository, path: Path, schema_name: str) -> Document | None:
     except LoadError as exc:
         repo.problems.append(exc.problem)
         return None
+    if doc.data is None:
+        repo.problems.append(Problem(doc.display, 1, 1, "", "file is empty; expected a YAML mapping"))
+        return None
     if not isinstance(doc.data, dict):
         repo.problems.append(doc.problem((), f"expected a YAML mapping at the top level, got {type(doc.data).__name__}"))
         return None
@@ -83,6 +86,10 @@ def _load_environment(repo: Repository, env_dir: Path) -> Environment | None:
         repo.problems.append(doc.problem(("name",), f"must equal the folder name {env_dir.name!r}"))
         return None
     env = Environment(env_dir.name, doc)
+    problems = list(environment_problems(env))
+    repo.problems.extend(problems)
+    if problems:
+        return None
     repo.environments.append(env)
     return env
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from .defaults import AUTOSCALE_SETTINGS
-from .model import Endpoint
+from .model import Endpoint, Environment
 from .problems import Problem
+from .traffic import EXACT
 
 Rule = Callable[[Endpoint], Iterable[Problem]]
 
 MAX_OBJECT_NAME = 63  # a Service name is a DNS-1035 label
 RESERVED_ENV_VARS = {
     "AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AZUREML_SOURCE_DIRECTORY", "AML_APP_ROOT",
-    "WORKER_COUNT", "MAX_QUEUE_WAIT_MS", "SCORING_TIMEOUT_MS", "SERVICE_NAME", "SERVICE_VERSION",
+    "WORKER_COUNT", "MAX_CONCURRENT_REQUESTS", "MAX_QUEUE_WAIT_MS", "SCORING_TIMEOUT_MS",
+    "SERVICE_NAME", "SERVICE_VERSION",
     "AML_APP_INSIGHTS_ENABLED", "APPLICATIONINSIGHTS_CONNECTION_STRING", "AML_MODEL_DC_STORAGE_ENABLED",
 }
 SECRET_LIKE_ENV = re.compile(
@@ -116,7 +118,8 @@ def one_control_version(ep: Endpoint) -> Iterator[Problem]:
 def traffic_fits(ep: Endpoint) -> Iterator[Problem]:
     """The traffic of the non-default versions sums to at most 100%."""
     others = [v for v in ep.versions if not v.is_default]
-    total = sum((Decimal(str(v.settings["traffic_percentile"])) for v in others), Decimal(0))
+    with localcontext(EXACT):
+        total = sum((Decimal(str(v.settings["traffic_percentile"])) for v in others), Decimal(0))
     if total > 100:
         parts = " + ".join(f"{v.name} {v.settings['traffic_percentile']}" for v in others)
         default = next(v for v in ep.versions if v.is_default)
@@ -230,14 +233,28 @@ def endpoint_problems(ep: Endpoint) -> list[Problem]:
     return [problem for rule in RULES for problem in rule(ep)]
 
 
+def environment_problems(env: Environment) -> Iterator[Problem]:
+    """The environment's own defaults must be consistent, even before an endpoint inherits them."""
+    defaults = env.defaults
+    pairs = (("autoscale_min_replicas", "autoscale_max_replicas"), ("cpu_cores", "cpu_cores_limit"),
+             ("memory_gb", "memory_gb_limit"))
+    for low, high in pairs:
+        if low in defaults and high in defaults and defaults[low] > defaults[high]:
+            yield env.doc.problem(("defaults", high), f"{high} ({defaults[high]}) is below {low} ({defaults[low]})")
+    for name in ("cpu_cores", "cpu_cores_limit"):
+        if name in defaults and (Decimal(str(defaults[name])) * 1000) % 1 != 0:
+            yield env.doc.problem(("defaults", name),
+                                  f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
+
+
 def colliding_objects(endpoints: list[Endpoint]) -> Iterator[Problem]:
-    """Two versions in one namespace must not derive the same object name (a-b + c vs a + b-c)."""
-    owners: dict[tuple[str, str], str] = {}
+    """Two versions in one namespace of one cluster must not derive the same object name (a-b + c vs a + b-c)."""
+    owners: dict[tuple[str, str, str], str] = {}
     for ep in endpoints:
         for v in ep.versions:
-            key = (ep.namespace, f"{ep.name}-{v.name}")
+            key = (ep.env.name, ep.namespace, f"{ep.name}-{v.name}")
             if key in owners and owners[key] != f"{ep.name}/{v.name}":
                 yield ep.problem(("versions", v.index, "version_name"),
-                                 f"object name {key[1]!r} in namespace {key[0]!r} is also derived from "
+                                 f"object name {key[2]!r} in namespace {key[1]!r} is also derived from "
                                  f"{owners[key]}; rename one version")
             owners.setdefault(key, f"{ep.name}/{v.name}")

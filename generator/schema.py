@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,9 @@ SECRET_ADVICE = (
     "store the key in Azure Key Vault and reference it with "
     "auth_keys: {primary_key_secret: <secret name>} (see README, 'Scoring keys')"
 )
+
+MAX_SHOWN = 200  # characters of a bad value quoted in a message
+_SAS_SIGNATURE = re.compile(r"([?&]sig=)[^&\s'\"]*", re.IGNORECASE)
 
 _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
                float: "a number", type(None): "null (empty)"}
@@ -74,7 +78,7 @@ def _describe(doc: Document, error: jsonschema.ValidationError) -> Iterator[Prob
             yield doc.problem(path + (key,), _unknown_field(key, known), key=True)
         return
     if kind in ("anyOf", "oneOf") and schema.get("x-hint"):
-        yield doc.problem(path, f"expected {schema['x-hint']}, got {instance!r}")
+        yield doc.problem(path, f"expected {schema['x-hint']}, got {_show(instance)}")
         return
     if kind in ("anyOf", "oneOf") and error.context:  # report the branch that got furthest
         best = max(error.context, key=lambda e: len(e.absolute_path))
@@ -100,18 +104,18 @@ def _message(kind: str, error: jsonschema.ValidationError, schema: dict[str, Any
     if kind == "type":
         expected = " or ".join(_TYPE_NAMES.get(_PY[t], t) for t in ([value] if isinstance(value, str) else value))
         advice = "; quote the value to make it a string" if "string" in value and instance is not None else ""
-        return f"expected {expected}, got {got} {instance!r}{advice}"
+        return f"expected {expected}, got {got} {_show(instance)}{advice}"
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"missing required field {missing!r}"
     if kind == "pattern" or (kind in ("minLength", "maxLength") and "x-hint" in schema):
         hint = schema.get("x-hint", f"a string matching {schema.get('pattern')}")
-        return f"expected {hint}, got {instance!r}"
+        return f"expected {hint}, got {_show(instance)}"
     if kind == "enum":
-        return f"expected one of {', '.join(map(repr, value))}, got {instance!r}"
+        return f"expected one of {', '.join(map(repr, value))}, got {_show(instance)}"
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
-        return f"must be {op} {value}, got {instance!r}"
+        return f"must be {op} {value}, got {_show(instance)}"
     if kind == "minItems":
         return f"needs at least {value} item(s), got {len(instance)}"
     if kind == "maxItems":
@@ -122,7 +126,15 @@ def _message(kind: str, error: jsonschema.ValidationError, schema: dict[str, Any
         return f"must be at most {value} characters long, got {len(instance)}"
     if kind == "uniqueItems":
         return "items must be unique"
+    if kind == "not" and "x-hint" in schema:
+        return f"expected {schema['x-hint']}, got {_show(instance)}"
     return error.message
+
+
+def _show(value: Any) -> str:
+    """A value quoted for a message: SAS signatures masked, long values cut short."""
+    shown = _SAS_SIGNATURE.sub(r"\1<redacted>", repr(value))
+    return shown if len(shown) <= MAX_SHOWN else shown[:MAX_SHOWN] + "..."
 
 
 _PY = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": float,

@@ -10,10 +10,12 @@ the largest fractional parts, ties going to the version listed first.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import MAX_PREC, Context, Decimal, localcontext
 from typing import Any
 
 HUNDRED = Decimal(100)
+EXACT = Context(prec=MAX_PREC)
+"""Decimal context for sums and differences of percentiles: they never round, so shares add up to 100."""
 
 
 def default_index(versions: Sequence[Mapping[str, Any]]) -> int:
@@ -33,17 +35,20 @@ def effective_shares(versions: Sequence[Mapping[str, Any]]) -> list[Decimal]:
     """Each version's share of traffic in percent; the default gets 100 minus the others."""
     default = default_index(versions)
     shares = [percentile(v) for v in versions]
-    shares[default] = HUNDRED - sum((s for i, s in enumerate(shares) if i != default), Decimal(0))
+    with localcontext(EXACT):
+        shares[default] = HUNDRED - sum((s for i, s in enumerate(shares) if i != default), Decimal(0))
     return shares
 
 
 def route_weights(shares: Sequence[Decimal]) -> list[int]:
     """Integer weights summing to 100 (largest remainder, ties to the earlier version)."""
-    if any(s < 0 for s in shares) or sum(shares, Decimal(0)) != HUNDRED:
-        raise ValueError(f"shares must be non-negative and sum to 100, got {list(shares)}")
-    weights = [int(s) for s in shares]
-    missing = 100 - sum(weights)
-    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - weights[i]), i))
+    with localcontext(EXACT):
+        if any(s < 0 for s in shares) or sum(shares, Decimal(0)) != HUNDRED:
+            raise ValueError(f"shares must be non-negative and sum to 100, got {list(shares)}")
+        weights = [int(s) for s in shares]
+        missing = 100 - sum(weights)
+        remainders = [s - w for s, w in zip(shares, weights)]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-remainders[i], i))
     for index in by_remainder[:missing]:
         weights[index] += 1
     return weights
