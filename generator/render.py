@@ -68,13 +68,30 @@ class Manifest:
         return header + body
 
 
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Strings PyYAML (YAML 1.1) writes unquoted but other readers take for numbers or booleans:
+# kustomize and Flux (YAML 1.2: 1e3, 0o17) and kubectl (y, n).
+_NOT_A_STRING_ELSEWHERE = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[yYnN]")
+
+
+class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
+    """The canonical output style: strings every YAML reader takes for strings stay quoted."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "'" if _NOT_A_STRING_ELSEWHERE.fullmatch(data) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def to_yaml_scalar(value: Any) -> str:
     """Jinja finalize hook: any value becomes a JSON literal, valid and inert as YAML."""
-    if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # a StrictUndefined raises here, naming the missing variable or attribute
         raise jinja2.UndefinedError("undefined value")
     text = json.dumps(value, ensure_ascii=False, sort_keys=False)
     return _UNSAFE_IN_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -47,6 +47,21 @@ def compute_target_matches_cluster(ep: Endpoint) -> Iterator[Problem]:
                          f"must equal the cluster of environment {ep.env.name!r} ({cluster!r}), got {target!r}")
 
 
+SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "flux-system", "istio-system",
+                     "gatekeeper-system", "calico-system", "tigera-operator", "app-routing-system"}
+
+
+def namespace_is_not_a_system_one(ep: Endpoint) -> Iterator[Problem]:
+    """Endpoints live in namespaces of their own, never in one the cluster or the platform owns."""
+    ns = ep.namespace
+    gateway_ns = ep.env.settings["istio"].get("gateway", {}).get("namespace", "aks-istio-ingress")
+    flux_ns = ep.env.settings.get("flux", {}).get("namespace", "flux-system")
+    if ns in SYSTEM_NAMESPACES or ns.startswith(("aks-", "kube-")) or ns in (gateway_ns, flux_ns):
+        path = ("namespace",) if "namespace" in ep.doc.data else ("name",)
+        yield ep.problem(path, f"namespace {ns!r} belongs to the cluster or the platform; "
+                               "endpoints need a namespace of their own")
+
+
 def one_auth_mode(ep: Endpoint) -> Iterator[Problem]:
     """Key auth and token auth cannot both be on."""
     if ep.settings["auth_enabled"] and ep.settings["token_auth_enabled"]:
@@ -210,6 +225,7 @@ def environment_variables_safe(ep: Endpoint) -> Iterator[Problem]:
 RULES: list[Rule] = [
     name_matches_file,
     compute_target_matches_cluster,
+    namespace_is_not_a_system_one,
     one_auth_mode,
     token_auth_configured,
     keys_referenced_properly,

@@ -120,6 +120,8 @@ def _message(kind: str, error: jsonschema.ValidationError, schema: dict[str, Any
         return f"needs at least {value} item(s), got {len(instance)}"
     if kind == "maxItems":
         return f"allows at most {value} item(s), got {len(instance)}"
+    if kind == "maxProperties":
+        return f"allows at most {value} entries, got {len(instance)}"
     if kind == "minLength":
         return f"must be at least {value} character(s) long, got {len(instance)}"
     if kind == "maxLength":

@@ -68,6 +68,9 @@ def compare(root: Path, env: str, files: Files) -> TreeDiff:
         path = root / rel
         if not path.is_file():
             diff.missing.append(rel)
+        elif not is_generated(path):  # e.g. a hand-written clusters/<env>/endpoints.yaml: not ours to replace
+            if rel not in diff.foreign:
+                diff.foreign.append(rel)
         elif path.read_bytes() != content.encode():
             diff.stale.append(rel)
     diff.extra = [rel for rel in ours if rel not in files]
@@ -112,7 +115,8 @@ def _swap_tree(target: Path, files: Files) -> None:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
+        if target.exists():  # else the old tree could not be put back: keep it rather than lose it
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def write_atomic(path: Path, content: str) -> None:

@@ -444,3 +444,12 @@ def test_environment_default_cpu_finer_than_a_millicore(repo: Path) -> None:
 def test_a_file_holding_only_a_document_marker_is_empty(repo: Path) -> None:
     write_spec(repo, "demo", "---\n")
     assert [str(p) for p in problems(repo)] == [f"{SPEC}:1:1: file is empty; expected a YAML mapping"]
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "default", "flux-system", "aks-istio-ingress", "aks-command"])
+def test_system_namespaces_are_refused(repo: Path, namespace: str) -> None:
+    write_spec(repo, "demo", f"name: demo\nnamespace: {namespace}\nversions:\n" + version())
+    p = only_problem(repo)
+    assert where(p) == (SPEC, 2, 12, "namespace")
+    assert p.message == (f"namespace {namespace!r} belongs to the cluster or the platform; "
+                         "endpoints need a namespace of their own")

@@ -341,3 +341,18 @@ def test_huge_bad_values_are_quoted_briefly(repo: Path) -> None:
     p = only_problem(repo)
     assert where(p) == (SPEC, 1, 7, "name")
     assert len(p.message) < 400 and p.message.endswith("...")
+
+
+def test_refresh_period_beyond_what_an_hpa_policy_allows_is_refused(repo: Path) -> None:
+    write_spec(repo, "demo", "name: demo\nversions:\n" + version(extra="    autoscale_refresh_seconds: 1801\n"))
+    p = only_problem(repo)
+    assert where(p) == (SPEC, 4, 32, "versions[0].autoscale_refresh_seconds")
+    assert p.message == "must be <= 1800, got 1801"
+
+
+def test_more_than_fifty_tags_are_refused(repo: Path) -> None:
+    tags = "".join(f"  t{i}: v\n" for i in range(51))
+    write_spec(repo, "demo", f"name: demo\ntags:\n{tags}versions:\n" + version())
+    p = only_problem(repo)
+    assert where(p) == (SPEC, 3, 3, "tags")
+    assert "51" in p.message and "50" in p.message

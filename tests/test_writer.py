@@ -1,0 +1,342 @@
+"""Writing rendered/ and clusters/: atomic, pruning, never touching what endpointgen did not generate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator import generate, writer
+from generator.generate import check
+from render_helpers import (
+    EXAMPLE_ENVS, LOADER, copy_examples, edit_spec, leftovers, rendered_files, run_cli, snapshot, spec_file,
+)
+
+GOTK = "clusters/dev/flux-system/gotk-components.yaml"
+GOTK_TEXT = "# written by `flux bootstrap`\napiVersion: v1\nkind: Namespace\nmetadata: {name: flux-system}\n"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A copy of the examples, rendered once, with the files `flux bootstrap` leaves in clusters/dev."""
+    root = copy_examples(tmp_path / "repo")
+    result = run_cli(root, "render")
+    assert result.exit_code == 0, result.stderr
+    for rel, text in ((GOTK, GOTK_TEXT), ("clusters/dev/flux-system/kustomization.yaml", "resources: []\n")):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def drop_version(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        spec["versions"] = [v for v in spec["versions"] if v["version_name"] != name]
+        for v in spec["versions"]:
+            v.pop("traffic_percentile", None)
+    return change
+
+
+def set_description(text: str) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        spec["description"] = text
+    return change
+
+
+def under(snap: dict[str, bytes], prefix: str) -> dict[str, bytes]:
+    return {rel: content for rel, content in snap.items() if rel.startswith(prefix)}
+
+
+# --- a render writes exactly what plan says -----------------------------------------------------------
+
+
+def test_render_writes_the_plan(root: Path) -> None:
+    expected = {rel: text.encode() for rel, text in rendered_files(root).items()}
+    written = {rel: content for rel, content in snapshot(root).items() if not rel.startswith("clusters/dev/flux-")}
+    assert written == expected
+    assert check(root) == []
+    result = run_cli(root, "render")
+    assert result.exit_code == 0 and result.stdout == "".join(f"{e}: unchanged\n" for e in EXAMPLE_ENVS)
+
+
+# --- atomicity ------------------------------------------------------------------------------------------
+
+
+def test_invalid_spec_writes_nothing(root: Path) -> None:
+    before = snapshot(root)
+    edit_spec(root, "prod", "sentiment", set_description("changed"))  # valid, and would be written
+    edit_spec(root, "dev", "sentiment", lambda spec: spec["versions"][0].update(cpu_cores=-1))
+    result = run_cli(root, "render")
+    assert result.exit_code == 1
+    assert "environments/dev/endpoints/sentiment.yaml" in result.stderr and "cpu_cores" in result.stderr
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(("target", "failing_call"), [
+    ("write_text", 1), ("write_text", 7), ("rename", 1), ("rename", 2),
+])
+def test_failure_while_writing_leaves_the_old_tree(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   target: str, failing_call: int) -> None:
+    """A crash part-way through the write: rendered/<env> is the old tree, and no temporary folder is left."""
+    before = snapshot(root)
+    edit_spec(root, "dev", "sentiment", set_description("changed"))
+    calls = {"n": 0}
+    original = Path.write_text if target == "write_text" else os.rename
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == failing_call:
+            raise OSError(28, "No space left on device")
+        return original(*args, **kwargs)
+
+    if target == "write_text":
+        monkeypatch.setattr(Path, "write_text", failing)
+    else:
+        monkeypatch.setattr(writer.os, "rename", failing)
+    with pytest.raises(OSError, match="No space left"):
+        generate.render(root, ["dev"])
+    monkeypatch.undo()
+    assert calls["n"] >= failing_call
+    assert snapshot(root) == before
+    assert leftovers(root) == []
+    assert run_cli(root, "render", "--env", "dev").exit_code == 0  # and the next render succeeds
+    assert b"changed" in (root / "rendered/dev/endpoints/sentiment/virtualservice-sentiment.yaml").read_bytes()
+
+
+def test_failed_swap_and_failed_restore_keep_the_old_tree(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when putting the old tree back fails too, it is kept (as .dev.old-*), never deleted."""
+    before = under(snapshot(root), "rendered/dev/")
+    edit_spec(root, "dev", "sentiment", set_description("changed"))
+    original = os.rename
+    calls = {"n": 0}
+
+    def failing(src: Any, dst: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise OSError(5, "I/O error")
+        original(src, dst)
+
+    monkeypatch.setattr(writer.os, "rename", failing)
+    with pytest.raises(OSError):
+        generate.render(root, ["dev"])
+    monkeypatch.undo()
+    kept = [p for p in (root / "rendered").iterdir() if p.name.startswith(".dev.old-")]
+    assert len(kept) == 1, sorted(p.name for p in (root / "rendered").iterdir())
+    restored = {f"rendered/dev/{p.relative_to(kept[0]).as_posix()}": p.read_bytes()
+                for p in kept[0].rglob("*") if p.is_file()}
+    assert restored == before
+
+
+def test_failure_writing_clusters_file_leaves_it_whole(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = (root / "clusters/dev/endpoints.yaml").read_bytes()
+    path = root / "environments/dev/environment.yaml"
+    path.write_text(path.read_text() + "flux:\n  interval: 7m\n")
+
+    def failing(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "replace", failing)
+    with pytest.raises(OSError):
+        generate.render(root, ["dev"])
+    monkeypatch.undo()
+    assert (root / "clusters/dev/endpoints.yaml").read_bytes() == before
+    assert leftovers(root) == []
+
+
+# --- pruning --------------------------------------------------------------------------------------------
+
+
+def test_deleting_a_version_removes_its_files(root: Path) -> None:
+    edit_spec(root, "dev", "sentiment", drop_version("green"))
+    result = run_cli(root, "render", "--env", "dev")
+    assert result.exit_code == 0, result.stderr
+    files = set(snapshot(root))
+    assert not [rel for rel in files if rel.startswith("rendered/dev/") and "sentiment-green" in rel]
+    assert "rendered/prod/endpoints/sentiment/deployment-sentiment-green.yaml" in files
+    assert "rendered/dev/endpoints/sentiment/deployment-sentiment-blue.yaml" in files
+    kustomization = yaml.load((root / "rendered/dev/kustomization.yaml").read_text(), Loader=LOADER)
+    assert not [r for r in kustomization["resources"] if "green" in r]
+    vs = yaml.load((root / "rendered/dev/endpoints/sentiment/virtualservice-sentiment.yaml").read_text(),
+                   Loader=LOADER)
+    assert "green" not in str(vs["spec"])
+    assert check(root) == []
+
+
+def test_deleting_an_endpoint_removes_its_folder(root: Path) -> None:
+    before = snapshot(root)
+    spec_file(root, "dev", "image-classifier").unlink()
+    result = run_cli(root, "render")
+    assert result.exit_code == 0, result.stderr
+    after = snapshot(root)
+    assert not (root / "rendered/dev/endpoints/image-classifier").exists()
+    gone = set(before) - set(after)
+    assert gone == {rel for rel in before if rel.startswith("rendered/dev/endpoints/image-classifier/")}
+    assert under(after, "rendered/prod/") == under(before, "rendered/prod/")
+    assert "prod: unchanged" in result.stdout
+
+
+def test_removing_an_environment_removes_its_output(root: Path) -> None:
+    shutil.rmtree(root / "environments/dev")
+    result = run_cli(root, "check")
+    assert result.exit_code == 1 and "no longer rendered: clusters/dev/endpoints.yaml" in result.stderr
+    result = run_cli(root, "render")
+    assert result.exit_code == 0, result.stderr
+    assert not (root / "rendered/dev").exists()
+    assert not (root / "clusters/dev/endpoints.yaml").exists()
+    assert (root / GOTK).read_text() == GOTK_TEXT  # flux bootstrap's files stay
+    assert (root / "rendered/prod/kustomization.yaml").is_file()
+    assert check(root) == []
+
+
+# --- files endpointgen did not generate ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stray", ["rendered/dev/notes.md", "rendered/dev/endpoints/sentiment/extra-config.yaml",
+                                   "rendered/prod/gateway/hand-written.yaml"])
+def test_hand_written_file_in_rendered_stops_render(root: Path, stray: str) -> None:
+    (root / stray).write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mine\n")
+    edit_spec(root, "dev", "sentiment", set_description("changed"))
+    edit_spec(root, "prod", "sentiment", set_description("changed"))
+    before = snapshot(root)
+    result = run_cli(root, "render")
+    assert result.exit_code == 1
+    assert stray in result.stderr
+    assert snapshot(root) == before
+    assert f"not generated by endpointgen: {stray}" in run_cli(root, "check").stderr
+
+
+def test_hand_written_endpoints_file_in_clusters_is_not_overwritten(root: Path) -> None:
+    """clusters/<env>/ is shared with flux bootstrap: a file without our header there is not ours to replace."""
+    path = root / "clusters/dev/endpoints.yaml"
+    path.write_text("# my own Flux objects\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: mine\n")
+    before = snapshot(root)
+    result = run_cli(root, "render")
+    assert result.exit_code == 1
+    assert "clusters/dev/endpoints.yaml" in result.stderr
+    assert snapshot(root) == before
+    result = run_cli(root, "check")
+    assert result.exit_code == 1
+    assert "not generated by endpointgen: clusters/dev/endpoints.yaml" in result.stderr
+
+
+def test_flux_bootstrap_files_are_never_touched(root: Path) -> None:
+    extra = root / "clusters/dev/infrastructure.yaml"  # hand-written, beside ours
+    extra.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: infra\n")
+    mine = {rel: content for rel, content in snapshot(root).items()
+            if rel.startswith("clusters/dev/") and rel != "clusters/dev/endpoints.yaml"}
+    edit_spec(root, "dev", "sentiment", set_description("changed"))
+    assert run_cli(root, "render").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
+    spec_file(root, "dev", "sentiment").unlink()
+    assert run_cli(root, "render").exit_code == 0
+    after = snapshot(root)
+    assert {rel: after.get(rel) for rel in mine} == mine
+
+
+# --- check -----------------------------------------------------------------------------------------------
+
+
+def test_check_passes_when_current(root: Path) -> None:
+    result = run_cli(root, "check")
+    assert result.exit_code == 0
+    assert result.stdout == "ok: rendered output is current\n"
+
+
+def test_check_lists_stale_missing_and_leftover_files(root: Path) -> None:
+    edit_spec(root, "dev", "sentiment", drop_version("green"))  # blue's files and the VS change, green's go
+    edit_spec(root, "prod", "image-classifier", set_description("changed"))
+    (root / "rendered/prod/gateway/gateway-ml-endpoints.yaml").unlink()
+    before = snapshot(root)
+    result = run_cli(root, "check")
+    assert result.exit_code == 1
+    lines = set(result.stderr.splitlines())
+    assert "stale: rendered/dev/endpoints/sentiment/virtualservice-sentiment.yaml" in lines
+    assert "stale: rendered/dev/kustomization.yaml" in lines
+    assert "stale: rendered/prod/endpoints/image-classifier/virtualservice-image-classifier.yaml" in lines
+    assert "missing: rendered/prod/gateway/gateway-ml-endpoints.yaml" in lines
+    assert "no longer rendered: rendered/dev/endpoints/sentiment/deployment-sentiment-green.yaml" in lines
+    assert "no longer rendered: rendered/dev/endpoints/sentiment/service-sentiment-green.yaml" in lines
+    assert not [line for line in lines if "rendered/prod/endpoints/sentiment/" in line]
+    assert "make render" in result.stderr
+    assert snapshot(root) == before
+    assert run_cli(root, "render").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
+
+
+def test_check_of_one_environment(root: Path) -> None:
+    edit_spec(root, "prod", "sentiment", set_description("changed"))
+    assert run_cli(root, "check", "--env", "dev").exit_code == 0
+    assert run_cli(root, "check", "--env", "prod").exit_code == 1
+
+
+def test_check_on_a_repo_never_rendered(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "fresh")
+    result = run_cli(root, "check")
+    assert result.exit_code == 1
+    assert "missing: clusters/dev/endpoints.yaml" in result.stderr.splitlines()
+
+
+# --- what Flux and kubectl build -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("env", EXAMPLE_ENVS)
+def test_kubectl_kustomize_builds_each_environment(root: Path, env: str) -> None:
+    folder = root / "rendered" / env
+    result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    objects = [d for d in yaml.load_all(result.stdout, Loader=LOADER) if d is not None]
+    files = [p for p in folder.rglob("*.yaml") if p.name != "kustomization.yaml"]
+    assert len(objects) == len(files) > 0
+    built = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects}
+    expected = set()
+    for path in files:
+        obj = yaml.load(path.read_text(), Loader=LOADER)
+        expected.add((obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]))
+    assert built == expected
+    # what kustomize (as Flux runs it) reads is what we wrote: no value changes type on the way
+    for o in objects:
+        if o["kind"] == "Deployment":
+            for c in o["spec"]["template"]["spec"]["containers"]:
+                assert all(isinstance(e.get("value", ""), str) for e in c["env"]), c["env"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_kustomize_keeps_string_values(root: Path) -> None:
+    def tricky(spec: dict[str, Any]) -> None:
+        spec["description"] = "1e3"
+        spec["versions"][1]["inference_config"]["environment_variables"] = {"RATE": "1e-3", "FLAG": "y",
+                                                                            "MODE": "0o17"}
+    edit_spec(root, "dev", "sentiment", tricky)
+    assert run_cli(root, "render", "--env", "dev").exit_code == 0
+    result = subprocess.run(["kubectl", "kustomize", str(root / "rendered/dev")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.load_all(result.stdout, Loader=LOADER)}
+    (container,) = objects[("Deployment", "sentiment-green")]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["RATE"], env["FLAG"], env["MODE"]) == ("1e-3", "y", "0o17")
+    assert objects[("VirtualService", "sentiment")]["metadata"]["annotations"]["endpointgen.io/description"] == "1e3"
+
+
+@pytest.mark.parametrize("env", EXAMPLE_ENVS)
+def test_flux_kustomization_points_at_the_rendered_folder(root: Path, env: str) -> None:
+    text = (root / "clusters" / env / "endpoints.yaml").read_text()
+    assert text.startswith(f"# Generated by endpointgen from environments/{env}/environment.yaml; do not edit.\n")
+    obj = yaml.load(text, Loader=LOADER)
+    settings = yaml.load((root / "environments" / env / "environment.yaml").read_text(), Loader=LOADER)
+    flux = {"git_repository": "flux-system", "namespace": "flux-system", "interval": "5m", "timeout": "10m",
+            **settings.get("flux", {})}
+    assert (obj["apiVersion"], obj["kind"]) == ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    assert obj["metadata"] == {"name": f"endpoints-{env}", "namespace": flux["namespace"]}
+    spec = obj["spec"]
+    assert spec["path"] == f"./rendered/{env}"
+    assert (root / spec["path"] / "kustomization.yaml").is_file()
+    assert spec["prune"] is True and spec["wait"] is True
+    assert (spec["interval"], spec["timeout"]) == (flux["interval"], flux["timeout"])
+    assert spec["sourceRef"] == {"kind": "GitRepository", "name": flux["git_repository"]}
