@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ENVS   ?=
 ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
+# CRD schemas for the rendered Istio, Flux and CSI objects: ../shared/crd-schemas when present,
+# else ENDPOINTGEN_SCHEMA_LOCATION or the repo's schema/crds (see README, "Validating manifests").
+CRD_SCHEMAS ?= $(wildcard ../shared/crd-schemas)
+SCHEMA_FLAGS := $(foreach s,$(CRD_SCHEMAS),--schema-location $(s))
 
 .PHONY: install validate render check test golden clean help
 
@@ -25,7 +29,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 validate: $(STAMP)
-	$(BIN)/endpointgen validate $(ENV_FLAGS)
+	$(BIN)/endpointgen validate --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
+	$(BIN)/endpointgen validate --rendered --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
 
 render: $(STAMP)
 	$(BIN)/endpointgen render $(ENV_FLAGS)

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifests import Options, RenderedObject, Report, check_environment, objects_from_files
 from .problems import EndpointgenError, ProblemsFound
-from .render import CLUSTERS_DIR, RENDERED_DIR, render_files
-from .repository import load_repository
+from .render import CLUSTERS_DIR, RENDERED_DIR, Manifest, files_of, render_manifests
+from .repository import Repository, load_repository
 from .writer import Files, TreeDiff, compare, owned_files, write_environment
 
 
@@ -22,6 +23,8 @@ class Plan:
     """What render would write, per environment, and leftover environments to remove."""
 
     root: Path
+    repo: Repository
+    manifests: dict[str, list[Manifest]]
     files: dict[str, Files]
     orphans: list[str]
 
@@ -31,14 +34,15 @@ def plan(root: Path, envs: Sequence[str] = ()) -> Plan:
     repo = load_repository(root, envs)
     if repo.problems:
         raise ProblemsFound(repo.problems)
-    files = {env.name: render_files(env, repo.endpoints_of(env.name)) for env in repo.environments}
+    manifests = {env.name: render_manifests(env, repo.endpoints_of(env.name)) for env in repo.environments}
+    files = {name: files_of(name, found) for name, found in manifests.items()}
     orphans: list[str] = []
     if not envs:
         for base in (root / RENDERED_DIR, root / CLUSTERS_DIR):
             if base.is_dir():
                 orphans += [p.name for p in base.iterdir() if p.is_dir() and p.name not in files
                             and not p.name.startswith(".") and any(owned_files(root, p.name))]
-    return Plan(root, files, sorted(set(orphans)))
+    return Plan(root, repo, manifests, files, sorted(set(orphans)))
 
 
 def diffs(p: Plan) -> dict[str, TreeDiff]:
@@ -70,3 +74,24 @@ def render(root: Path, envs: Sequence[str] = ()) -> dict[str, TreeDiff]:
 def check(root: Path, envs: Sequence[str] = ()) -> list[str]:
     """Lines describing every stale, missing, leftover or foreign file; empty when current."""
     return [line for d in diffs(plan(root, envs)).values() for line in d.lines()]
+
+
+def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, from_disk: bool) -> Report:
+    """Check every rendered object: in memory (what render would write) or the files on disk."""
+    repo = load_repository(root, envs)
+    if repo.problems:
+        raise ProblemsFound(repo.problems)
+    report = Report(endpoints=len(repo.endpoints), environments=len(repo.environments))
+    for env in repo.environments:
+        endpoints = repo.endpoints_of(env.name)
+        if from_disk:
+            ours, foreign = owned_files(root, env.name)
+            files = {rel: (root / rel).read_text(encoding="utf-8", errors="replace")
+                     for rel in sorted(ours + foreign) if rel.endswith(".yaml")}
+            objects, problems = objects_from_files(files)
+            report.problems += problems
+        else:
+            objects = [RenderedObject(m.path, m.text, m.obj) for m in render_manifests(env, endpoints)]
+        waivers = {ep.name: {w["policy"]: w["reason"] for w in ep.settings.get("waivers", [])} for ep in endpoints}
+        check_environment(objects, env.settings["kubernetes_version"], options, waivers, report)
+    return report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,10 +22,16 @@ class Problem:
     col: int
     field: str
     message: str
+    subject: str = ""  # the Kubernetes object, for problems in rendered manifests: Kind namespace/name
+    rule: str = ""  # the rule or policy id, for problems in rendered manifests
+    waiver: str = ""  # the reason an endpoint gave for waiving this policy
 
     def __str__(self) -> str:
         field = f" {self.field}:" if self.field else ""
-        return f"{self.path}:{self.line}:{self.col}:{field} {self.message}"
+        text = f"{self.path}:{self.line}:{self.col}:{field} {self.message}"
+        text += f" [{self.rule}]" if self.rule else ""
+        text += f" ({self.subject})" if self.subject else ""
+        return text + (f" -- waived: {self.waiver}" if self.waiver else "")
 
 
 class EndpointgenError(Exception):
@@ -58,6 +66,8 @@ def format_problems(problems: list[Problem], output: str) -> str:
     """Render problems as `text` (path:line:col: field: message), `json` or `github` annotations."""
     if output == "json":
         return json.dumps([asdict(p) for p in problems], indent=2)
+    if output == "junit":
+        return junit(problems)
     if output == "github":
         return "\n".join(
             f"::error file={_escape(p.path, True)},line={p.line},col={p.col}::"
@@ -71,3 +81,27 @@ def _escape(text: str, in_property: bool = False) -> str:
     """Escape text for a GitHub workflow command (`%`, line breaks, and `:`/`,` inside properties)."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return text.replace(":", "%3A").replace(",", "%2C") if in_property else text
+
+
+def junit(problems: list[Problem], files: Iterable[str] = ()) -> str:
+    """JUnit XML: a testsuite per file, a testcase per object, a failure per problem."""
+    by_file: dict[str, dict[str, list[Problem]]] = {}
+    for p in problems:
+        by_file.setdefault(p.path, {}).setdefault(p.subject or p.path, []).append(p)
+    for path in sorted(files):
+        by_file.setdefault(path, {})
+    suites = ET.Element("testsuites", name="endpointgen", tests=str(max(len(by_file), 1)),
+                        failures=str(len(problems)))
+    for path, cases in sorted(by_file.items()):
+        suite = ET.SubElement(suites, "testsuite", name=path, tests=str(max(len(cases), 1)),
+                              failures=str(sum(len(c) for c in cases.values())))
+        if not cases:
+            ET.SubElement(suite, "testcase", name=path, classname=path)
+        for subject, found in sorted(cases.items()):
+            case = ET.SubElement(suite, "testcase", name=subject, classname=path)
+            for p in found:
+                failure = ET.SubElement(case, "failure", message=f"{p.field}: {p.message}" if p.field else p.message,
+                                        type=p.rule or "spec")
+                failure.text = str(p)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class Manifest:
     obj: dict[str, Any]
     source: str
 
+    @cached_property
     def text(self) -> str:
         header = (f"{GENERATED_MARK} from {self.source}; do not edit.\n"
                   "# Change the spec and run `make render` (endpointgen render).\n")
@@ -214,12 +215,22 @@ def kustomization(env_name: str, manifests: list[Manifest]) -> str:
             "# Lists every manifest so that `kubectl kustomize` and Flux build this folder.\n" + body)
 
 
+def render_manifests(env: Environment, endpoints: list[Endpoint]) -> list[Manifest]:
+    """Every object of one environment, the Flux Kustomization in clusters/<env> included."""
+    view = environment_view(env)
+    flux = render_object("flux-kustomization.yaml.j2", view["flux"]["namespace"], env=view)
+    return render_environment(env, endpoints) + [Manifest(f"{CLUSTERS_DIR}/{env.name}/endpoints.yaml", flux,
+                                                          env.doc.display)]
+
+
+def files_of(env_name: str, manifests: list[Manifest]) -> dict[str, str]:
+    """The files for an environment's manifests, kustomization.yaml added, keyed by repo-relative path."""
+    files = {m.path: m.text for m in manifests}
+    rendered = [m for m in manifests if m.path.startswith(f"{RENDERED_DIR}/")]
+    files[f"{RENDERED_DIR}/{env_name}/kustomization.yaml"] = kustomization(env_name, rendered)
+    return dict(sorted(files.items()))
+
+
 def render_files(env: Environment, endpoints: list[Endpoint]) -> dict[str, str]:
     """All files endpointgen owns for one environment, keyed by path relative to the repo root."""
-    manifests = render_environment(env, endpoints)
-    flux = render_object("flux-kustomization.yaml.j2", environment_view(env)["flux"]["namespace"],
-                         env=environment_view(env))
-    files = {m.path: m.text() for m in manifests}
-    files[f"{RENDERED_DIR}/{env.name}/kustomization.yaml"] = kustomization(env.name, manifests)
-    files[f"{CLUSTERS_DIR}/{env.name}/endpoints.yaml"] = Manifest("", flux, env.doc.display).text()
-    return dict(sorted(files.items()))
+    return files_of(env.name, render_manifests(env, endpoints))

@@ -13,6 +13,7 @@ from decimal import Decimal, localcontext
 
 from .defaults import AUTOSCALE_SETTINGS
 from .model import Endpoint, Environment
+from .policy import POLICIES
 from .problems import Problem
 from .traffic import EXACT
 
@@ -102,6 +103,19 @@ def app_insights_configured(ep: Endpoint) -> Iterator[Problem]:
             yield ep.problem(("enable_app_insights",),
                              f"environment {ep.env.name!r} has no {' or '.join(missing)} section; the connection "
                              "string is read from Key Vault")
+
+
+def waivers_name_known_policies(ep: Endpoint) -> Iterator[Problem]:
+    """A waiver names an existing policy, once."""
+    seen: set[str] = set()
+    for index, waiver in enumerate(ep.settings.get("waivers", [])):
+        policy = waiver["policy"]
+        if policy not in POLICIES:
+            yield ep.problem(("waivers", index, "policy"),
+                             f"unknown policy {policy!r}; policies: {', '.join(sorted(POLICIES))}")
+        elif policy in seen:
+            yield ep.problem(("waivers", index, "policy"), f"policy {policy!r} is waived twice")
+        seen.add(policy)
 
 
 def unique_version_names(ep: Endpoint) -> Iterator[Problem]:
@@ -230,6 +244,7 @@ RULES: list[Rule] = [
     token_auth_configured,
     keys_referenced_properly,
     app_insights_configured,
+    waivers_name_known_policies,
     unique_version_names,
     one_default_version,
     one_control_version,

@@ -104,11 +104,15 @@ def only_problem(root: Path, envs: Sequence[str] = ("dev",)) -> Problem:
     return found[0]
 
 
+CRD_SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "crd-schemas"
+
+
 @pytest.fixture
 def run_cli(repo: Path) -> Callable[..., Result]:
     """Run `endpointgen --root <repo> ARGS...` in-process; exceptions propagate (no hidden crashes)."""
 
     def run(args: Sequence[str]) -> Result:
-        return CliRunner().invoke(cli, ["--root", str(repo), *args], catch_exceptions=False)
+        env = {"ENDPOINTGEN_SCHEMA_LOCATION": str(CRD_SCHEMAS)}
+        return CliRunner().invoke(cli, ["--root", str(repo), *args], catch_exceptions=False, env=env)
 
     return run

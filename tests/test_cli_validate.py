@@ -36,7 +36,8 @@ def table_rows(output: str) -> list[list[str]]:
 def test_validate_examples_ok(run_cli: Run) -> None:
     result = run_cli(["validate"])
     assert result.exit_code == 0, result.stderr
-    assert re.fullmatch(r"ok: \d+ endpoint\(s\) in \d+ environment\(s\) are valid\n", result.stdout)
+    assert re.fullmatch(r"ok: \d+ endpoint\(s\) in \d+ environment\(s\) are valid; \d+ rendered object\(s\) pass the "
+                        r"schema, API-server and policy checks\n", result.stdout)
     assert result.stderr == ""
 
 
@@ -92,7 +93,7 @@ def test_validate_json_output(run_cli: Run, repo: Path) -> None:
     assert result.stderr == ""
     problems = json.loads(result.stdout)
     assert len(problems) == 2
-    assert [sorted(p) for p in problems] == [["col", "field", "line", "message", "path"]] * 2
+    assert [sorted(p) for p in problems] == [["col", "field", "line", "message", "path", "rule", "subject", "waiver"]] * 2
     first = problems[0]
     assert first["path"] == "environments/dev/endpoints/sentiment.yaml"
     assert first["field"] == "versions[1].traffic_percentile"
@@ -286,6 +287,7 @@ def test_unexpected_errors_exit_3_with_one_line(monkeypatch: pytest.MonkeyPatch,
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(cli_module, "load_repository", explode)
+    monkeypatch.setattr(cli_module, "validate_manifests", explode)
     monkeypatch.delenv("ENDPOINTGEN_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", ["endpointgen", "--root", str(repo), "validate"])
     with pytest.raises(SystemExit) as info:

@@ -114,7 +114,7 @@ def test_spec_text_cannot_change_the_output_shape(example_endpoints: tuple[Envir
     carriers = {ep.name for ep in changed} | {f"{ep.name}-{ep.versions[0].name}" for ep in changed}
     checked = 0
     for m in manifests:
-        text = m.text()
+        text = m.text
         (obj,) = documents(text)
         assert obj == m.obj
         if obj["kind"] in ("VirtualService", "Deployment") and obj["metadata"]["name"] in carriers:

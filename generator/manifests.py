@@ -1,0 +1,216 @@
+"""Check rendered manifests: JSON Schema (kubeconform-style), API-server rules and policies.
+
+Input is one environment's objects, from the in-memory render or from the
+files on disk; output is a Report of Problems located at file:line:col with
+the object and JSON path, policy findings an endpoint waived kept apart.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .apiserver import JsonPath, object_rules, set_rules
+from .kubeschemas import SchemaError, SchemaStore, builtin_dir
+from .loader import Document, LoadError, format_field, parse_yaml
+from .policy import POLICIES, endpoint_policies, object_policies
+from .problems import EndpointgenError, Problem
+
+KUSTOMIZE_CONFIG = "kustomize.config.k8s.io/v1beta1"
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Options:
+    """The kubeconform-like knobs of `endpointgen validate`."""
+
+    locations: list[str] = field(default_factory=list)
+    strict: bool = True
+    ignore_missing_schemas: bool = False
+    skip_kinds: frozenset[str] = frozenset()
+    engine: str = "builtin"
+    cache_dir: Path | None = None
+
+
+@dataclass
+class RenderedObject:
+    """One object and the file it is (or would be) written to."""
+
+    path: str
+    text: str
+    obj: dict[str, Any]
+
+    @property
+    def subject(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        return f"{self.obj.get('kind')} {where}{meta.get('name')}"
+
+
+@dataclass
+class Report:
+    """What checking found, across environments."""
+
+    problems: list[Problem] = field(default_factory=list)
+    waived: list[Problem] = field(default_factory=list)
+    objects: int = 0
+    files: set[str] = field(default_factory=set)
+    skipped: int = 0
+    invalid: set[str] = field(default_factory=set)
+    endpoints: int = 0
+    environments: int = 0
+
+    def summary(self) -> str:
+        valid = self.objects - self.skipped - len(self.invalid)
+        return (f"Summary: {self.objects} objects in {len(self.files)} files - valid: {valid}, "
+                f"invalid: {len(self.invalid)}, skipped: {self.skipped}, waived findings: {len(self.waived)}")
+
+
+class KubeconformError(EndpointgenError):
+    """The kubeconform engine was asked for but could not run."""
+
+
+def objects_from_files(files: dict[str, str]) -> tuple[list[RenderedObject], list[Problem]]:
+    """Parse rendered files (path -> text); every file must hold exactly one object."""
+    objects, problems = [], []
+    for path, text in sorted(files.items()):
+        try:
+            documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problems.append(Problem(path, line, col, "", f"invalid YAML: {getattr(exc, 'problem', exc)}",
+                                    rule="one-object-per-file"))
+            continue
+        if len(documents) != 1 or not isinstance(documents[0], dict):
+            problems.append(Problem(path, 1, 1, "", f"expected exactly one object, found {len(documents)} "
+                                    "document(s)", rule="one-object-per-file"))
+            continue
+        if documents[0].get("apiVersion") != KUSTOMIZE_CONFIG:
+            objects.append(RenderedObject(path, text, documents[0]))
+    return objects, problems
+
+
+def check_environment(objects: list[RenderedObject], kubernetes_version: str, options: Options,
+                      waivers: dict[str, dict[str, str]], report: Report) -> None:
+    """Check one environment's objects and add the results to `report`."""
+    locator = _Locator()
+    report.objects += len(objects)
+    report.files.update(o.path for o in objects)
+    kept = [o for o in objects if o.obj.get("kind") not in options.skip_kinds]
+    report.skipped += len(objects) - len(kept)
+    found: list[tuple[RenderedObject, JsonPath, str, str]] = []
+    if options.engine == "kubeconform":
+        found += run_kubeconform(kept, kubernetes_version, options)
+    else:
+        found += schema_violations(kept, kubernetes_version, options)
+    for o in kept:
+        found += [(o, path, message, rule) for path, message, rule in object_rules(o.obj)]
+        found += [(o, path, message, rule) for path, message, rule in object_policies(o.obj)]
+    plain = [o.obj for o in kept]
+    found += [(kept[i], path, message, rule) for i, path, message, rule in set_rules(plain)]
+    found += [(kept[i], path, message, rule) for i, path, message, rule in endpoint_policies(plain)]
+    for o, path, message, rule in found:
+        line, col = locator.where(o, path)
+        endpoint = ((o.obj.get("metadata") or {}).get("labels") or {}).get("endpointgen.io/endpoint", "")
+        reason = waivers.get(endpoint, {}).get(rule, "") if rule in POLICIES else ""
+        problem = Problem(o.path, line, col, format_field(path), message, o.subject, rule, reason)
+        (report.waived if reason else report.problems).append(problem)
+        if not reason:
+            report.invalid.add(o.path)
+
+
+def schema_violations(objects: list[RenderedObject], kubernetes_version: str,
+                      options: Options) -> list[tuple[RenderedObject, JsonPath, str, str]]:
+    """JSON Schema errors of every object, each schema compiled once."""
+    try:
+        store = SchemaStore(kubernetes_version, options.locations, strict=options.strict, cache_dir=options.cache_dir)
+    except SchemaError as exc:
+        raise EndpointgenError(str(exc)) from None
+    found: list[tuple[RenderedObject, JsonPath, str, str]] = []
+    for o in objects:
+        api, kind = str(o.obj.get("apiVersion", "")), str(o.obj.get("kind", ""))
+        try:
+            validator = store.validator(api, kind)
+        except SchemaError as exc:
+            raise EndpointgenError(str(exc)) from None
+        if validator is None:
+            if not options.ignore_missing_schemas:
+                looked = ", ".join([f"bundled Kubernetes {kubernetes_version} schemas", *options.locations])
+                found.append((o, (), f"no schema for {api} {kind} (looked in: {looked}); add a --schema-location "
+                              "or pass --ignore-missing-schemas", "schema-missing"))
+            continue
+        for error in validator.iter_errors(o.obj):
+            found.append((o, tuple(error.instance_path), error.message, "schema"))
+    return found
+
+
+def run_kubeconform(objects: list[RenderedObject], kubernetes_version: str,
+                    options: Options) -> list[tuple[RenderedObject, JsonPath, str, str]]:
+    """Schema validation by a kubeconform binary on PATH, with the same locations; its findings mapped back."""
+    binary = shutil.which("kubeconform")
+    if binary is None:
+        raise KubeconformError("--engine kubeconform needs a kubeconform binary on PATH")
+    builtin = builtin_dir(kubernetes_version, options.strict)
+    version = builtin.name[1:].split("-")[0]
+    by_path = {o.path: o for o in objects}
+    with tempfile.TemporaryDirectory(prefix="endpointgen-kubeconform-") as tmp:
+        for o in objects:
+            target = Path(tmp) / o.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(o.text)
+        args = [binary, "-output", "json", "-kubernetes-version", version,
+                "-schema-location", f"{builtin.parent}/{{{{ .NormalizedKubernetesVersion }}}}-local"
+                                    "{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"]
+        for location in options.locations:
+            args += ["-schema-location", location]
+        args += ["-strict"] if options.strict else []
+        args += ["-ignore-missing-schemas"] if options.ignore_missing_schemas else []
+        args += [tmp]
+        result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+        try:
+            resources = json.loads(result.stdout or "{}").get("resources") or []
+        except ValueError:
+            raise KubeconformError(f"kubeconform printed no JSON (exit {result.returncode}): "
+                                   f"{result.stderr.strip()[:300]}") from None
+        found: list[tuple[RenderedObject, JsonPath, str, str]] = []
+        for resource in resources:
+            rel = Path(resource.get("filename", "")).resolve().relative_to(Path(tmp).resolve()).as_posix()
+            o = by_path.get(rel)
+            if o is None or resource.get("status") not in ("statusInvalid", "statusError"):
+                continue
+            errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
+            for error in errors:
+                path = tuple(_json_pointer(error.get("path", "")))
+                found.append((o, path, f"{error.get('msg')} (kubeconform)", "schema"))
+        return found
+
+
+def _json_pointer(pointer: str) -> Iterable[str | int]:
+    for part in pointer.strip("/").split("/") if pointer.strip("/") else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        yield int(part) if part.isdigit() else part
+
+
+class _Locator:
+    """Line and column of a JSON path in a rendered file, parsed only when a problem needs it."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, Document | None] = {}
+
+    def where(self, o: RenderedObject, path: JsonPath) -> tuple[int, int]:
+        if o.path not in self.documents:
+            try:
+                self.documents[o.path] = parse_yaml(o.text, Path(o.path), o.path)
+            except LoadError:
+                self.documents[o.path] = None
+        doc = self.documents[o.path]
+        return doc.where(path) if doc is not None else (1, 1)

@@ -1,0 +1,164 @@
+"""Policies every rendered environment must meet. Each has an id an endpoint can waive with a reason.
+
+Pod Security Standards "restricted" for every pod template, resources and
+probes set, pinned images, and the endpoint's own integrity: route weights
+sum to 100, every route reaches a rendered Service, auth objects exist when
+auth is on, and nothing that looks like secret material.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .apiserver import JsonPath, Obj
+
+POLICIES: dict[str, str] = {
+    "pss-privileged": "containers are not privileged",
+    "pss-privilege-escalation": "allowPrivilegeEscalation is false",
+    "pss-capabilities": "capabilities drop ALL and add nothing but NET_BIND_SERVICE",
+    "pss-run-as-non-root": "pods or all containers set runAsNonRoot: true and no runAsUser 0",
+    "pss-seccomp": "seccompProfile is RuntimeDefault or Localhost",
+    "pss-host-namespaces": "no hostNetwork, hostPID or hostIPC",
+    "pss-host-path": "no hostPath volumes",
+    "pss-host-ports": "no hostPort",
+    "resources-set": "every container requests cpu and memory",
+    "probes-set": "every long-running container has liveness and readiness probes",
+    "image-pinned": "images carry a tag other than latest, or a digest",
+    "traffic-weights": "weighted routes have integer weights summing to 100",
+    "route-destination-exists": "every route destination is a rendered Service",
+    "auth-objects-present": "an endpoint with auth on has its RequestAuthentication/AuthorizationPolicy",
+    "no-secret-material": "no Secret objects and no secret-looking values",
+}
+
+SECRET_NAME = re.compile(r"(^|_)(PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIMARY_?KEY|SECONDARY_?KEY|TOKEN|"
+                         r"CONNECTION_?STRING|SAS)($|_)", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\."
+                          r"|[?&]sig=[A-Za-z0-9%/+=]{10,}|AccountKey=[A-Za-z0-9+/=]{20,}")
+Violation = tuple[JsonPath, str, str]
+
+
+def object_policies(obj: Obj) -> Iterator[Violation]:
+    """Single-object policies: pod security, resources, probes, images, secrets."""
+    if obj.get("kind") == "Secret" or "data" in obj or "stringData" in obj:
+        yield (), "Secrets (and data/stringData) never go into git; use Key Vault", "no-secret-material"
+    yield from _secret_values(obj, ())
+    if obj.get("kind") == "Deployment":
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        yield from pod_policies(pod, ("spec", "template", "spec"))
+
+
+def _secret_values(value: Any, path: JsonPath) -> Iterator[Violation]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _secret_values(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict) and "value" in item and isinstance(item.get("name"), str) \
+                    and SECRET_NAME.search(item["name"]) and path[-1:] == ("env",):
+                yield path + (index, "value"), f"{item['name']} carries a literal value", "no-secret-material"
+            yield from _secret_values(item, path + (index,))
+    elif isinstance(value, str) and SECRET_VALUE.search(value):
+        yield path, "value looks like secret material (key, token or SAS signature)", "no-secret-material"
+
+
+def pod_policies(pod: Obj, path: JsonPath) -> Iterator[Violation]:
+    """Pod Security Standards "restricted", plus resources, probes and pinned images."""
+    pod_context = pod.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            yield path + (field,), f"{field} is not allowed", "pss-host-namespaces"
+    for i, volume in enumerate(pod.get("volumes") or []):
+        if "hostPath" in volume:
+            yield path + ("volumes", i, "hostPath"), "hostPath volumes are not allowed", "pss-host-path"
+    pod_non_root = pod_context.get("runAsNonRoot") is True
+    pod_seccomp = (pod_context.get("seccompProfile") or {}).get("type")
+    if pod_context.get("runAsUser") == 0:
+        yield path + ("securityContext", "runAsUser"), "runAsUser 0 (root) is not allowed", "pss-run-as-non-root"
+    for group in ("initContainers", "containers"):
+        for index, c in enumerate(pod.get(group) or []):
+            yield from _container(c, path + (group, index), pod_non_root, pod_seccomp, group == "containers")
+
+
+def _container(c: Obj, path: JsonPath, pod_non_root: bool, pod_seccomp: Any, long_running: bool) -> Iterator[Violation]:
+    ctx = c.get("securityContext") or {}
+    sc = path + ("securityContext",)
+    if ctx.get("privileged"):
+        yield sc + ("privileged",), "privileged containers are not allowed", "pss-privileged"
+    if ctx.get("allowPrivilegeEscalation") is not False:
+        yield sc + ("allowPrivilegeEscalation",), "allowPrivilegeEscalation must be false", "pss-privilege-escalation"
+    capabilities = ctx.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        yield sc + ("capabilities", "drop"), "capabilities must drop ALL", "pss-capabilities"
+    extra = [cap for cap in capabilities.get("add") or [] if cap != "NET_BIND_SERVICE"]
+    if extra:
+        yield sc + ("capabilities", "add"), f"adding {', '.join(extra)} is not allowed", "pss-capabilities"
+    if ctx.get("runAsNonRoot") is False or not (pod_non_root or ctx.get("runAsNonRoot") is True):
+        yield sc + ("runAsNonRoot",), "runAsNonRoot must be true (pod or container)", "pss-run-as-non-root"
+    if ctx.get("runAsUser") == 0:
+        yield sc + ("runAsUser",), "runAsUser 0 (root) is not allowed", "pss-run-as-non-root"
+    seccomp = (ctx.get("seccompProfile") or {}).get("type", pod_seccomp)
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        yield sc + ("seccompProfile",), "seccompProfile must be RuntimeDefault or Localhost", "pss-seccomp"
+    for i, port in enumerate(c.get("ports") or []):
+        if port.get("hostPort"):
+            yield path + ("ports", i, "hostPort"), "hostPort is not allowed", "pss-host-ports"
+    requests = (c.get("resources") or {}).get("requests") or {}
+    missing = [r for r in ("cpu", "memory") if r not in requests]
+    if missing:
+        yield path + ("resources", "requests"), f"no {' or '.join(missing)} request", "resources-set"
+    if long_running:
+        for probe in ("livenessProbe", "readinessProbe"):
+            if probe not in c:
+                yield path + (probe,), f"no {probe}", "probes-set"
+    image = str(c.get("image", ""))
+    last = image.rsplit("/", 1)[-1]
+    if "@sha256:" not in image and (":" not in last or last.endswith(":latest")):
+        yield path + ("image",), f"image {image!r} is not pinned (use a version tag or a digest)", "image-pinned"
+
+
+def endpoint_policies(objects: list[Obj]) -> Iterator[tuple[int, JsonPath, str, str]]:
+    """Policies across one environment's objects: (index of the object, path, message, policy id)."""
+    services = {f"{o['metadata']['name']}.{o['metadata'].get('namespace')}.svc.cluster.local"
+                for o in objects if o.get("kind") == "Service"}
+    for i, obj in enumerate(objects):
+        if obj.get("kind") == "VirtualService":
+            yield from ((i, *v) for v in _virtual_service(obj, services))
+            yield from ((i, *v) for v in _auth_present(obj, objects))
+
+
+def _virtual_service(vs: Obj, services: set[str]) -> Iterator[Violation]:
+    namespace = vs["metadata"].get("namespace")
+    for r, route in enumerate((vs.get("spec") or {}).get("http") or []):
+        destinations = route.get("route") or []
+        weights = [d.get("weight") for d in destinations]
+        if len(destinations) > 1 or any(w is not None for w in weights):
+            if not all(isinstance(w, int) and not isinstance(w, bool) for w in weights) or sum(weights) != 100:
+                yield ("spec", "http", r, "route"), f"weights {weights} must be integers summing to 100", \
+                    "traffic-weights"
+        for d, destination in enumerate(destinations):
+            host = (destination.get("destination") or {}).get("host", "")
+            full = host if host.endswith(".svc.cluster.local") else f"{host}.{namespace}.svc.cluster.local"
+            if full not in services:
+                yield (("spec", "http", r, "route", d, "destination", "host"),
+                       f"{host!r} is not a rendered Service", "route-destination-exists")
+
+
+def _auth_present(vs: Obj, objects: list[Obj]) -> Iterator[Violation]:
+    mode = (vs["metadata"].get("annotations") or {}).get("endpointgen.io/auth")
+    endpoint = (vs["metadata"].get("labels") or {}).get("endpointgen.io/endpoint")
+    namespace = vs["metadata"].get("namespace")
+
+    def selecting(kind: str, action: str | None = None) -> bool:
+        return any(o.get("kind") == kind and o["metadata"].get("namespace") == namespace
+                   and (((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+                   .get("endpointgen.io/endpoint") == endpoint
+                   and (action is None or (o.get("spec") or {}).get("action") == action) for o in objects)
+
+    path = ("metadata", "annotations", "endpointgen.io/auth")
+    if mode == "token" and not (selecting("RequestAuthentication") and selecting("AuthorizationPolicy", "ALLOW")):
+        yield path, "token auth is on but the RequestAuthentication or ALLOW AuthorizationPolicy is missing", \
+            "auth-objects-present"
+    if mode == "key" and not selecting("AuthorizationPolicy", "CUSTOM"):
+        yield path, "key auth is on but the CUSTOM AuthorizationPolicy is missing", "auth-objects-present"
