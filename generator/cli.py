@@ -14,11 +14,15 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .problems import EndpointgenError, ProblemsFound, format_problems, junit
+from .problems import EndpointgenError, ProblemsFound, UsageError, display_path, format_problems, junit
 from .generate import StaleOutput, check as check_output, render as render_output, validate_manifests
 from .manifests import Options
 from .report import effective_json, effective_table
+from .edit import (Changes, create_version, delete_version, new_endpoint, parse_model, parse_pair, promote,
+                   update_endpoint, update_version)
+from .pr import as_markdown, as_text, diff as pr_diff, history_problems
 from .repository import load_repository
+from .serialize import serialize_endpoint
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERNAL = 3
@@ -169,15 +173,245 @@ def render(ctx: click.Context, envs: tuple[str, ...]) -> None:
 
 @cli.command()
 @env_option
+@click.option("--base", default=None, metavar="REF",
+              help="Git ref of the pull request's base (e.g. origin/main): also apply the rules that need history.")
 @click.pass_context
 @reports_errors
-def check(ctx: click.Context, envs: tuple[str, ...]) -> None:
-    """Exit 1 when the committed rendered/ or clusters/ output is not what render would write now."""
+def check(ctx: click.Context, envs: tuple[str, ...], base: str | None) -> None:
+    """Exit 1 when rendered/ or clusters/ are not what render would write now (and, with --base, when the
+    change alters a deployed property or an endpoint's namespace)."""
     lines = check_output(ctx.obj, envs)
+    history = history_problems(ctx.obj, base, envs) if base else []
     if lines:
         click.echo("\n".join(lines), err=True)
-        raise StaleOutput(f"{len(lines)} file(s) out of date; run `make render` and commit the result")
-    click.echo("ok: rendered output is current")
+    if history:
+        click.echo(format_problems(sorted(history), "text"), err=True)
+    if lines or history:
+        raise StaleOutput(f"{len(lines)} file(s) out of date (run `make render` and commit the result), "
+                          f"{len(history)} change(s) that break deployed endpoints")
+    click.echo("ok: rendered output is current" + (f" and nothing deployed on {base} is broken" if base else ""))
+
+
+@cli.command("diff")
+@env_option
+@click.option("--base", required=True, metavar="REF", help="Git ref to compare with (e.g. origin/main).")
+@click.option("--format", "output", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
+              help="markdown is ready to post as a pull-request comment.")
+@click.pass_context
+@reports_errors
+def diff_command(ctx: click.Context, envs: tuple[str, ...], base: str, output: str) -> None:
+    """Describe what the change does per endpoint, then the manifest diff."""
+    result = pr_diff(ctx.obj, base, envs)
+    click.echo(as_markdown(result) if output == "markdown" else as_text(result), nl=False)
+
+
+# --- spec-editing commands: one per AksEndpoint method -------------------------------------------------
+
+
+class Number(click.ParamType):
+    """A finite number; integral literals stay integers (`1` -> 1, `0.5` -> 0.5)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | float:
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+NUMBER = Number()
+# Version fields that map one to one onto an option: --kebab-case-name, and the value's type.
+VERSION_FIELDS: dict[str, Any] = {
+    "autoscale_enabled": bool, "autoscale_min_replicas": int, "autoscale_max_replicas": int,
+    "autoscale_refresh_seconds": int, "autoscale_target_utilization": int, "collect_model_data": bool,
+    "cpu_cores": NUMBER, "memory_gb": NUMBER, "cpu_cores_limit": NUMBER, "memory_gb_limit": NUMBER,
+    "gpu_cores": int, "scoring_timeout_ms": int, "scoring_retries": int, "replica_max_concurrent_requests": int,
+    "max_request_wait_time": int, "num_replicas": int, "period_seconds": int, "initial_delay_seconds": int,
+    "timeout_seconds": int, "success_threshold": int, "failure_threshold": int, "traffic_percentile": NUMBER,
+    "is_default": bool, "is_control_version_type": bool,
+}
+ENDPOINT_FLAGS = ("auth_enabled", "token_auth_enabled", "enable_app_insights")
+
+
+def _field_option(name: str, kind: Any) -> Callable[[F], F]:
+    flag = name.replace("_", "-")
+    if kind is bool:
+        return click.option(f"--{flag}/--no-{flag}", name, default=None, help=f"Set {name} (left unchanged if omitted).")
+    return click.option(f"--{flag}", name, type=kind, default=None, help=f"Set {name}.")
+
+
+def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+version_options = _apply([
+    *(_field_option(name, kind) for name, kind in VERSION_FIELDS.items()),
+    click.option("--model", "models", multiple=True, metavar="NAME:VERSION=URI",
+                 help="A model (repeatable); given at all, the list replaces the version's models."),
+    click.option("--image", default=None, help="inference_config.image: the scoring image (tag or digest)."),
+    click.option("--entry-script", default=None, help="inference_config.entry_script."),
+    click.option("--source-directory", default=None, help="inference_config.source_directory."),
+    click.option("--env-var", "env_vars", multiple=True, metavar="KEY=VALUE",
+                 help="inference_config.environment_variables entry (repeatable)."),
+    click.option("--unset", "unset", multiple=True, metavar="FIELD", help="Remove a field so its default applies."),
+])
+metadata_options = _apply([
+    click.option("--description", default=None, help="Set the description."),
+    click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Add or change a tag (repeatable)."),
+    click.option("--remove-tag", "remove_tags", multiple=True, metavar="KEY", help="Remove a tag (repeatable)."),
+    click.option("--property", "properties", multiple=True, metavar="KEY=VALUE",
+                 help="Add a property (repeatable); existing properties never change."),
+])
+endpoint_flag_options = _apply([_field_option(name, bool) for name in ENDPOINT_FLAGS])
+
+
+def _changes(options: dict[str, Any], fields: Any, *, metadata: bool, version: bool) -> Changes:
+    """Collect parsed options into the Changes an edit applies (to a version, or to the endpoint)."""
+    changes = Changes(values={name: options[name] for name in fields if options.get(name) is not None})
+    if version:
+        changes.models = [parse_model(m) for m in options.get("models", ())]
+        changes.inference = {key: options[key] for key in ("image", "entry_script", "source_directory")
+                             if options.get(key) is not None}
+        changes.environment_variables = dict(parse_pair(p, "--env-var") for p in options.get("env_vars", ()))
+        changes.unset = list(options.get("unset", ()))
+    if metadata:
+        if options.get("description") is not None:
+            changes.values["description"] = options["description"]
+        changes.tags = dict(parse_pair(p, "--tag") for p in options.get("tags", ()))
+        changes.remove_tags = list(options.get("remove_tags", ()))
+        changes.properties = dict(parse_pair(p, "--property") for p in options.get("properties", ()))
+    return changes
+
+
+def _edited(root: Path, path: Path) -> None:
+    click.echo(f"wrote {display_path(path, root)}; run `make render` (endpointgen render) and commit both")
+
+
+@cli.command("new")
+@click.argument("endpoint")
+@click.option("--env", required=True, metavar="ENV")
+@click.option("--version-name", required=True, help="The first version (it becomes the default).")
+@click.option("--namespace", default=None, help="Kubernetes namespace (default: the environment's).")
+@click.option("--compute-target-name", default=None, help="Must equal the environment's cluster_name.")
+@click.option("--primary-key-secret", default=None, help="Key Vault secret holding the primary key.")
+@click.option("--secondary-key-secret", default=None, help="Key Vault secret holding the secondary key.")
+@click.option("--version-description", default=None, help="Description of the first version.")
+@metadata_options
+@endpoint_flag_options
+@version_options
+@click.pass_context
+@reports_errors
+def new_command(ctx: click.Context, endpoint: str, env: str, version_name: str, **options: Any) -> None:
+    """AksEndpoint.deploy_configuration + deploy: write a new spec with one (default) version."""
+    endpoint_changes = _changes(options, (*ENDPOINT_FLAGS, "namespace", "compute_target_name"), metadata=True,
+                                version=False)
+    keys = {k: options[f"{k}_secret"] for k in ("primary_key", "secondary_key") if options.get(f"{k}_secret")}
+    if keys:
+        endpoint_changes.values["auth_keys"] = {f"{k}_secret": v for k, v in keys.items()}
+    version_changes = _changes(options, VERSION_FIELDS, metadata=False, version=True)
+    if options.get("version_description") is not None:
+        version_changes.values["description"] = options["version_description"]
+    _edited(ctx.obj, new_endpoint(ctx.obj, env, endpoint, version_name, endpoint_changes, version_changes))
+
+
+@cli.command("create-version")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--env", required=True, metavar="ENV")
+@metadata_options
+@version_options
+@click.pass_context
+@reports_errors
+def create_version_command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
+    """AksEndpoint.create_version: add a version to an endpoint."""
+    _edited(ctx.obj, create_version(ctx.obj, env, endpoint, version, _changes(options, VERSION_FIELDS, metadata=True, version=True)))
+
+
+@cli.command("update-version")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--env", required=True, metavar="ENV")
+@metadata_options
+@version_options
+@click.pass_context
+@reports_errors
+def update_version_command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
+    """AksEndpoint.update_version: change the given fields; everything else stays as it is."""
+    _edited(ctx.obj, update_version(ctx.obj, env, endpoint, version, _changes(options, VERSION_FIELDS, metadata=True, version=True)))
+
+
+@cli.command("delete-version")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--env", required=True, metavar="ENV")
+@click.option("--new-default", default=None, metavar="VERSION", help="Required when deleting the default version.")
+@click.pass_context
+@reports_errors
+def delete_version_command(ctx: click.Context, endpoint: str, version: str, env: str, new_default: str | None) -> None:
+    """AksEndpoint.delete_version: remove a version (never the last one)."""
+    _edited(ctx.obj, delete_version(ctx.obj, env, endpoint, version, new_default))
+
+
+@cli.command("update")
+@click.argument("endpoint")
+@click.option("--env", required=True, metavar="ENV")
+@metadata_options
+@endpoint_flag_options
+@click.pass_context
+@reports_errors
+def update_command(ctx: click.Context, endpoint: str, env: str, **options: Any) -> None:
+    """AksEndpoint.update: endpoint-level settings (auth, App Insights, description, tags, properties)."""
+    _edited(ctx.obj, update_endpoint(ctx.obj, env, endpoint, _changes(options, ENDPOINT_FLAGS, metadata=True, version=False)))
+
+
+@cli.command("promote")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--from", "source", required=True, metavar="ENV", help="Environment to copy the version from.")
+@click.option("--to", "target", required=True, metavar="ENV", help="Environment to copy it to.")
+@click.option("--traffic-percentile", type=NUMBER, default=None, help="Its traffic share in the target.")
+@click.option("--is-default/--no-is-default", "is_default", default=None)
+@click.option("--is-control-version-type/--no-is-control-version-type", "is_control_version_type", default=None)
+@click.option("--image", default=None, help="Override the image (e.g. the target environment's registry).")
+@click.option("--model", "models", multiple=True, metavar="NAME:VERSION=URI", help="Override the models.")
+@click.pass_context
+@reports_errors
+def promote_command(ctx: click.Context, endpoint: str, version: str, source: str, target: str,
+                    **options: Any) -> None:
+    """Copy a version's block from one environment's spec to another's (dev -> staging -> prod)."""
+    changes = _changes(options, ("traffic_percentile", "is_default", "is_control_version_type"), metadata=False,
+                       version=True)
+    _edited(ctx.obj, promote(ctx.obj, endpoint, version, source, target, changes))
+
+
+@cli.command()
+@click.argument("endpoint")
+@click.option("--env", required=True, metavar="ENV")
+@click.pass_context
+@reports_errors
+def serialize(ctx: click.Context, endpoint: str, env: str) -> None:
+    """JSON in the shape of AksEndpoint.serialize() (camelCase, versions by name, effective traffic)."""
+    repo = load_repository(ctx.obj, [env])
+    if repo.problems:
+        raise ProblemsFound(repo.problems)
+    found = [ep for ep in repo.endpoints if ep.name == endpoint]
+    if not found:
+        raise UsageError(f"no endpoint {endpoint!r} in environment {env!r}")
+    click.echo(json.dumps(serialize_endpoint(found[0]), indent=2))
 
 
 def main() -> None:

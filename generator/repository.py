@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loader import Document, LoadError, load_yaml
+from .loader import Document, LoadError, load_yaml, parse_yaml
 from .model import Endpoint, Environment
 from .problems import Problem, UsageError, display_path
 from .rules import colliding_objects, endpoint_problems, environment_problems
@@ -25,6 +25,7 @@ class Repository:
     environments: list[Environment] = field(default_factory=list)
     endpoints: list[Endpoint] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    overrides: dict[Path, str] = field(default_factory=dict)
 
     def endpoints_of(self, env_name: str) -> list[Endpoint]:
         return [ep for ep in self.endpoints if ep.env.name == env_name]
@@ -47,15 +48,20 @@ def select_environments(root: Path, requested: Sequence[str]) -> list[str]:
     return sorted(set(requested)) if requested else available
 
 
-def load_repository(root: Path, requested: Sequence[str] = ()) -> Repository:
-    """Load and validate the selected environments and all of their endpoint specs."""
-    repo = Repository(root)
+def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mapping[Path, str] | None = None
+                    ) -> Repository:
+    """Load and validate the selected environments and all of their endpoint specs.
+
+    `overrides` replaces (or adds) files with the given text, so an edit is validated before it is written.
+    """
+    repo = Repository(root, overrides=dict(overrides or {}))
     for env_name in select_environments(root, requested):
         env_dir = root / ENVIRONMENTS_DIR / env_name
         env = _load_environment(repo, env_dir)
-        for path in sorted((env_dir / ENDPOINTS_DIR).glob("*")):
-            if path.is_file():
-                _load_endpoint(repo, env, path)
+        paths = {p for p in (env_dir / ENDPOINTS_DIR).glob("*") if p.is_file()}
+        paths |= {p for p in repo.overrides if p.parent == env_dir / ENDPOINTS_DIR}
+        for path in sorted(paths):
+            _load_endpoint(repo, env, path)
     repo.problems.extend(colliding_objects(repo.endpoints))
     return repo
 
@@ -63,7 +69,8 @@ def load_repository(root: Path, requested: Sequence[str] = ()) -> Repository:
 def _load(repo: Repository, path: Path, schema_name: str) -> Document | None:
     """Parse a file and check it against its schema; None (with problems recorded) when unusable."""
     try:
-        doc = load_yaml(path, display_path(path, repo.root))
+        shown = display_path(path, repo.root)
+        doc = parse_yaml(repo.overrides[path], path, shown) if path in repo.overrides else load_yaml(path, shown)
     except LoadError as exc:
         repo.problems.append(exc.problem)
         return None
