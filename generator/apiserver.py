@@ -38,11 +38,26 @@ def parse_quantity(value: Any) -> Decimal | None:
     assert match is not None
     number, suffix = match.groups()
     try:
-        if suffix[:1] in ("e", "E"):
+        if suffix[:1] in ("e", "E") and len(suffix) > 1:  # an exponent; a bare "E" is exa
             return Decimal(number + suffix)
         return Decimal(number) * _SUFFIX[suffix]
     except (InvalidOperation, KeyError):
         return None
+
+
+def mapping(value: Any) -> Obj:
+    """`value` if it is a mapping, else an empty one: rules skip what has the wrong shape (the schema reports it)."""
+    return value if isinstance(value, dict) else {}
+
+
+def sequence(value: Any) -> list[Any]:
+    """`value` if it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def metadata_of(obj: Obj) -> Obj:
+    """The object's metadata mapping, empty when it is missing or not a mapping."""
+    return mapping(obj.get("metadata"))
 
 
 def object_rules(obj: Obj) -> Iterator[Violation]:
@@ -62,7 +77,7 @@ def object_rules(obj: Obj) -> Iterator[Violation]:
 
 
 def _metadata(obj: Obj) -> Iterator[Violation]:
-    metadata = obj.get("metadata") or {}
+    metadata = metadata_of(obj)
     name = metadata.get("name")
     pattern, limit = ((DNS_1035 if obj.get("kind") == "Service" else DNS_LABEL), 63) \
         if obj.get("kind") in LABEL_NAME_KINDS else (DNS_SUBDOMAIN, 253)
@@ -224,19 +239,19 @@ def _hpa(spec: Obj) -> Iterator[Violation]:
 
 def set_rules(objects: list[Obj]) -> Iterator[tuple[int, JsonPath, str, str]]:
     """Rules across objects: (index of the offending object, path, message, rule id)."""
-    deployments = {(o["metadata"].get("namespace"), o["metadata"]["name"]): i
+    deployments = {(str(metadata_of(o).get("namespace")), str(metadata_of(o).get("name"))): i
                    for i, o in enumerate(objects) if o.get("kind") == "Deployment"}
     for i, obj in enumerate(objects):
         if obj.get("kind") != "HorizontalPodAutoscaler":
             continue
-        target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
-        key = (obj["metadata"].get("namespace"), target.get("name"))
+        target = mapping(mapping(obj.get("spec")).get("scaleTargetRef"))
+        key = (str(metadata_of(obj).get("namespace")), str(target.get("name")))
         if target.get("kind") == "Deployment" and key in deployments:
             deployment = objects[deployments[key]]
-            if "replicas" in (deployment.get("spec") or {}):
+            if "replicas" in mapping(deployment.get("spec")):
                 yield (deployments[key], ("spec", "replicas"),
-                       f"the HorizontalPodAutoscaler {obj['metadata']['name']} manages the scale: leave spec.replicas "
-                       "out, or every Flux reconcile resets it", "no-replicas-under-hpa")
+                       f"the HorizontalPodAutoscaler {metadata_of(obj).get('name')} manages the scale: leave "
+                       "spec.replicas out, or every Flux reconcile resets it", "no-replicas-under-hpa")
         elif target.get("kind") == "Deployment":
             yield i, ("spec", "scaleTargetRef", "name"), f"Deployment {target.get('name')!r} is not rendered", \
                 "hpa-target-exists"

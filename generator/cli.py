@@ -76,7 +76,7 @@ def cli(ctx: click.Context, root: Path) -> None:
               envvar="ENDPOINTGEN_SCHEMA_LOCATION",
               help="CRD schema folder, kubeconform template (e.g. 'dir/{{ .Group }}/{{ .ResourceKind }}_"
                    "{{ .ResourceAPIVersion }}.json') or http(s) URL (fetched and cached); repeatable. "
-                   "Default: schema/crds in the repo.")
+                   "Default: schema/crds in the repo. The environment variable takes several, space-separated.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="Reject fields the Kubernetes schemas do not define.")
 @click.option("--ignore-missing-schemas", is_flag=True, help="Do not report kinds that have no schema.")
@@ -114,10 +114,7 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
         click.echo(junit(sorted(report.problems), report.files))
     else:
         if report.waived:
-            lines = [str(p) for p in sorted(report.waived)] if output == "text" else [
-                f"::notice file={p.path},line={p.line},col={p.col}::{p.field}: {p.message} [{p.rule}] waived: "
-                f"{p.waiver}" for p in sorted(report.waived)]
-            click.echo("\n".join(lines), err=True)
+            click.echo(format_problems(sorted(report.waived), output), err=True)
         if report.problems:
             click.echo(format_problems(sorted(report.problems), output), err=True)
             click.echo(f"endpointgen: {len(report.problems)} problem(s) found in rendered manifests", err=True)

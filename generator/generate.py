@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import shutil
+
+import yaml
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .manifests import Options, RenderedObject, Report, check_environment, objects_from_files
-from .problems import EndpointgenError, ProblemsFound
+from .problems import EndpointgenError, Problem, ProblemsFound
 from .render import CLUSTERS_DIR, RENDERED_DIR, Manifest, files_of, render_manifests
 from .repository import Repository, load_repository
 from .writer import Files, TreeDiff, compare, owned_files, write_environment
+
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class StaleOutput(EndpointgenError):
@@ -89,9 +94,31 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
             files = {rel: (root / rel).read_text(encoding="utf-8", errors="replace")
                      for rel in sorted(ours + foreign) if rel.endswith(".yaml")}
             objects, problems = objects_from_files(files)
+            problems += kustomization_problems(root, env.name, files)
             report.problems += problems
+            report.files.update(p.path for p in problems)
+            report.invalid.update(p.path for p in problems)
         else:
             objects = [RenderedObject(m.path, m.text, m.obj) for m in render_manifests(env, endpoints)]
         waivers = {ep.name: {w["policy"]: w["reason"] for w in ep.settings.get("waivers", [])} for ep in endpoints}
         check_environment(objects, env.settings["kubernetes_version"], options, waivers, report)
     return report
+
+
+def kustomization_problems(root: Path, env: str, files: dict[str, str]) -> list[Problem]:
+    """rendered/<env>/kustomization.yaml must list exactly the manifests in the folder (Flux builds from it)."""
+    rel = f"{RENDERED_DIR}/{env}/kustomization.yaml"
+    if rel not in files:
+        return [Problem(rel, 1, 1, "", "missing: Flux builds rendered/<env> from it; run `make render`",
+                        rule="kustomization-resources")]
+    try:
+        listed = (yaml.load(files[rel], Loader=_Loader) or {}).get("resources") or []
+    except (yaml.YAMLError, AttributeError):
+        return []  # reported as invalid YAML by objects_from_files
+    present = {path[len(f"{RENDERED_DIR}/{env}/"):] for path in files
+               if path.startswith(f"{RENDERED_DIR}/") and path != rel}
+    problems = [Problem(rel, 1, 1, "resources", f"lists {name!r}, which does not exist", rule="kustomization-resources")
+                for name in listed if name not in present]
+    problems += [Problem(rel, 1, 1, "resources", f"does not list {name!r}, so Flux would not apply it",
+                         rule="kustomization-resources") for name in sorted(present - set(listed))]
+    return problems

@@ -133,10 +133,19 @@ def _is_builtin(group: str) -> bool:
     return "." not in group or group.endswith(".k8s.io")
 
 
+def as_template(location: str) -> str:
+    """The location as a kubeconform template: a plain folder or URL gets the `{group}/{kind}_{version}.json` layout.
+
+    (kubeconform itself would give a plain location the kubernetes-json-schema layout instead.)
+    """
+    if "{{" not in location and not location.endswith(".json"):
+        return location.rstrip("/") + "/" + DEFAULT_TEMPLATE
+    return location
+
+
 def expand(location: str, group: str, version: str, kind: str, kubernetes_version: str, strict: bool) -> str:
     """Fill a kubeconform schema-location template; a plain folder gets the default layout."""
-    if "{{" not in location and not location.endswith(".json"):
-        location = location.rstrip("/") + "/" + DEFAULT_TEMPLATE
+    location = as_template(location)
     normalized = f"v{kubernetes_version}.0" if kubernetes_version.count(".") == 1 else f"v{kubernetes_version}"
     values = {
         "Group": group,

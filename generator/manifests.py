@@ -18,13 +18,14 @@ from typing import Any
 
 import yaml
 
-from .apiserver import JsonPath, object_rules, set_rules
-from .kubeschemas import SchemaError, SchemaStore, builtin_dir
+from .apiserver import JsonPath, metadata_of, object_rules, set_rules
+from .kubeschemas import SchemaError, SchemaStore, as_template, builtin_dir
 from .loader import Document, LoadError, format_field, parse_yaml
 from .policy import POLICIES, endpoint_policies, object_policies
 from .problems import EndpointgenError, Problem
 
 KUSTOMIZE_CONFIG = "kustomize.config.k8s.io/v1beta1"
+UNKNOWN_FIELD = "unknown field "  # messages starting so are located at the key, not at its value
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -50,7 +51,7 @@ class RenderedObject:
 
     @property
     def subject(self) -> str:
-        meta = self.obj.get("metadata") or {}
+        meta = metadata_of(self.obj)
         where = f"{meta['namespace']}/" if meta.get("namespace") else ""
         return f"{self.obj.get('kind')} {where}{meta.get('name')}"
 
@@ -91,7 +92,8 @@ def objects_from_files(files: dict[str, str]) -> tuple[list[RenderedObject], lis
                                     rule="one-object-per-file"))
             continue
         if len(documents) != 1 or not isinstance(documents[0], dict):
-            problems.append(Problem(path, 1, 1, "", f"expected exactly one object, found {len(documents)} "
+            line, col = _second_document(text) if len(documents) > 1 else (1, 1)
+            problems.append(Problem(path, line, col, "", f"expected exactly one object, found {len(documents)} "
                                     "document(s)", rule="one-object-per-file"))
             continue
         if documents[0].get("apiVersion") != KUSTOMIZE_CONFIG:
@@ -99,9 +101,19 @@ def objects_from_files(files: dict[str, str]) -> tuple[list[RenderedObject], lis
     return objects, problems
 
 
+def _second_document(text: str) -> tuple[int, int]:
+    """Where the second YAML document of `text` starts (its first node)."""
+    nodes = [n for n in yaml.compose_all(text, Loader=_Loader) if n is not None and n.tag != "tag:yaml.org,2002:null"]
+    mark = nodes[1].start_mark
+    return mark.line + 1, mark.column + 1
+
+
 def check_environment(objects: list[RenderedObject], kubernetes_version: str, options: Options,
                       waivers: dict[str, dict[str, str]], report: Report) -> None:
-    """Check one environment's objects and add the results to `report`."""
+    """Check one environment's objects and add the results to `report`.
+
+    Skipped kinds are not checked, but the cross-object rules still see them (an HPA's Deployment exists).
+    """
     locator = _Locator()
     report.objects += len(objects)
     report.files.update(o.path for o in objects)
@@ -113,14 +125,19 @@ def check_environment(objects: list[RenderedObject], kubernetes_version: str, op
     else:
         found += schema_violations(kept, kubernetes_version, options)
     for o in kept:
-        found += [(o, path, message, rule) for path, message, rule in object_rules(o.obj)]
-        found += [(o, path, message, rule) for path, message, rule in object_policies(o.obj)]
-    plain = [o.obj for o in kept]
-    found += [(kept[i], path, message, rule) for i, path, message, rule in set_rules(plain)]
-    found += [(kept[i], path, message, rule) for i, path, message, rule in endpoint_policies(plain)]
+        try:
+            found += [(o, *v) for v in object_rules(o.obj)] + [(o, *v) for v in object_policies(o.obj)]
+        except (AttributeError, TypeError, KeyError) as exc:  # a field of the wrong shape; the schema says which
+            found.append((o, (), "the API-server rules and policies cannot check this object: a field has the "
+                                 f"wrong type ({type(exc).__name__}: {exc})", "malformed-object"))
+    checked = {id(o) for o in kept}
+    plain = [o.obj for o in objects]
+    for cross in (set_rules, endpoint_policies):
+        found += [(objects[i], path, message, rule) for i, path, message, rule in cross(plain)
+                  if id(objects[i]) in checked]
     for o, path, message, rule in found:
-        line, col = locator.where(o, path)
-        endpoint = ((o.obj.get("metadata") or {}).get("labels") or {}).get("endpointgen.io/endpoint", "")
+        line, col = locator.where(o, path, key=rule == "schema" and message.startswith(UNKNOWN_FIELD))
+        endpoint = (metadata_of(o.obj).get("labels") or {}).get("endpointgen.io/endpoint", "")
         reason = waivers.get(endpoint, {}).get(rule, "") if rule in POLICIES else ""
         problem = Problem(o.path, line, col, format_field(path), message, o.subject, rule, reason)
         (report.waived if reason else report.problems).append(problem)
@@ -149,7 +166,13 @@ def schema_violations(objects: list[RenderedObject], kubernetes_version: str,
                               "or pass --ignore-missing-schemas", "schema-missing"))
             continue
         for error in validator.iter_errors(o.obj):
-            found.append((o, tuple(error.instance_path), error.message, "schema"))
+            path = tuple(error.instance_path)
+            unexpected = getattr(getattr(error, "kind", None), "unexpected", None)  # additionalProperties: false
+            if unexpected:
+                found += [(o, path + (key,), f"{UNKNOWN_FIELD}{key!r}: the schema does not define it", "schema")
+                          for key in unexpected]
+            else:
+                found.append((o, path, error.message, "schema"))
     return found
 
 
@@ -171,20 +194,22 @@ def run_kubeconform(objects: list[RenderedObject], kubernetes_version: str,
                 "-schema-location", f"{builtin.parent}/{{{{ .NormalizedKubernetesVersion }}}}-local"
                                     "{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"]
         for location in options.locations:
-            args += ["-schema-location", location]
+            args += ["-schema-location", as_template(location)]
         args += ["-strict"] if options.strict else []
         args += ["-ignore-missing-schemas"] if options.ignore_missing_schemas else []
         args += [tmp]
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
-        try:
-            resources = json.loads(result.stdout or "{}").get("resources") or []
-        except ValueError:
-            raise KubeconformError(f"kubeconform printed no JSON (exit {result.returncode}): "
+        try:  # exit 1 only means "invalid resources found" when the JSON report came with it
+            resources = json.loads(result.stdout if result.stdout.strip() or result.returncode else "{}")
+            resources = resources.get("resources") or []
+        except (ValueError, AttributeError):
+            raise KubeconformError(f"kubeconform printed no JSON report (exit {result.returncode}): "
                                    f"{result.stderr.strip()[:300]}") from None
         found: list[tuple[RenderedObject, JsonPath, str, str]] = []
         for resource in resources:
-            rel = Path(resource.get("filename", "")).resolve().relative_to(Path(tmp).resolve()).as_posix()
-            o = by_path.get(rel)
+            filename = Path(resource.get("filename", "")).resolve()
+            inside = filename.is_relative_to(Path(tmp).resolve())
+            o = by_path.get(filename.relative_to(Path(tmp).resolve()).as_posix()) if inside else None
             if o is None or resource.get("status") not in ("statusInvalid", "statusError"):
                 continue
             errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
@@ -206,11 +231,11 @@ class _Locator:
     def __init__(self) -> None:
         self.documents: dict[str, Document | None] = {}
 
-    def where(self, o: RenderedObject, path: JsonPath) -> tuple[int, int]:
+    def where(self, o: RenderedObject, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         if o.path not in self.documents:
             try:
                 self.documents[o.path] = parse_yaml(o.text, Path(o.path), o.path)
             except LoadError:
                 self.documents[o.path] = None
         doc = self.documents[o.path]
-        return doc.where(path) if doc is not None else (1, 1)
+        return doc.where(path, key=key) if doc is not None else (1, 1)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .apiserver import JsonPath, Obj
+from .apiserver import JsonPath, Obj, mapping, metadata_of, sequence
 
 POLICIES: dict[str, str] = {
     "pss-privileged": "containers are not privileged",
@@ -120,7 +120,7 @@ def _container(c: Obj, path: JsonPath, pod_non_root: bool, pod_seccomp: Any, lon
 
 def endpoint_policies(objects: list[Obj]) -> Iterator[tuple[int, JsonPath, str, str]]:
     """Policies across one environment's objects: (index of the object, path, message, policy id)."""
-    services = {f"{o['metadata']['name']}.{o['metadata'].get('namespace')}.svc.cluster.local"
+    services = {f"{metadata_of(o).get('name')}.{metadata_of(o).get('namespace')}.svc.cluster.local"
                 for o in objects if o.get("kind") == "Service"}
     for i, obj in enumerate(objects):
         if obj.get("kind") == "VirtualService":
@@ -129,16 +129,16 @@ def endpoint_policies(objects: list[Obj]) -> Iterator[tuple[int, JsonPath, str, 
 
 
 def _virtual_service(vs: Obj, services: set[str]) -> Iterator[Violation]:
-    namespace = vs["metadata"].get("namespace")
-    for r, route in enumerate((vs.get("spec") or {}).get("http") or []):
-        destinations = route.get("route") or []
+    namespace = metadata_of(vs).get("namespace")
+    for r, route in enumerate(sequence(mapping(vs.get("spec")).get("http"))):
+        destinations = [mapping(d) for d in sequence(mapping(route).get("route"))]
         weights = [d.get("weight") for d in destinations]
         if len(destinations) > 1 or any(w is not None for w in weights):
             if not all(isinstance(w, int) and not isinstance(w, bool) for w in weights) or sum(weights) != 100:
                 yield ("spec", "http", r, "route"), f"weights {weights} must be integers summing to 100", \
                     "traffic-weights"
         for d, destination in enumerate(destinations):
-            host = (destination.get("destination") or {}).get("host", "")
+            host = str(mapping(destination.get("destination")).get("host", ""))
             full = host if host.endswith(".svc.cluster.local") else f"{host}.{namespace}.svc.cluster.local"
             if full not in services:
                 yield (("spec", "http", r, "route", d, "destination", "host"),
@@ -146,15 +146,15 @@ def _virtual_service(vs: Obj, services: set[str]) -> Iterator[Violation]:
 
 
 def _auth_present(vs: Obj, objects: list[Obj]) -> Iterator[Violation]:
-    mode = (vs["metadata"].get("annotations") or {}).get("endpointgen.io/auth")
-    endpoint = (vs["metadata"].get("labels") or {}).get("endpointgen.io/endpoint")
-    namespace = vs["metadata"].get("namespace")
+    mode = mapping(metadata_of(vs).get("annotations")).get("endpointgen.io/auth")
+    endpoint = mapping(metadata_of(vs).get("labels")).get("endpointgen.io/endpoint")
+    namespace = metadata_of(vs).get("namespace")
 
     def selecting(kind: str, action: str | None = None) -> bool:
-        return any(o.get("kind") == kind and o["metadata"].get("namespace") == namespace
-                   and (((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+        return any(o.get("kind") == kind and metadata_of(o).get("namespace") == namespace
+                   and mapping(mapping(mapping(o.get("spec")).get("selector")).get("matchLabels"))
                    .get("endpointgen.io/endpoint") == endpoint
-                   and (action is None or (o.get("spec") or {}).get("action") == action) for o in objects)
+                   and (action is None or mapping(o.get("spec")).get("action") == action) for o in objects)
 
     path = ("metadata", "annotations", "endpointgen.io/auth")
     if mode == "token" and not (selecting("RequestAuthentication") and selecting("AuthorizationPolicy", "ALLOW")):

@@ -70,8 +70,9 @@ def format_problems(problems: list[Problem], output: str) -> str:
         return junit(problems)
     if output == "github":
         return "\n".join(
-            f"::error file={_escape(p.path, True)},line={p.line},col={p.col}::"
+            f"::{'notice' if p.waiver else 'error'} file={_escape(p.path, True)},line={p.line},col={p.col}::"
             f"{_escape(f'{p.field}: {p.message}' if p.field else p.message)}"
+            + (_escape(f" [{p.rule}] waived: {p.waiver}") if p.waiver else "")
             for p in problems
         )
     return "\n".join(str(p) for p in problems)

@@ -1,0 +1,798 @@
+"""`endpointgen validate` on rendered manifests: broken files, options, waivers, output formats, engines.
+
+Most tests copy the example repo (environments/, rendered/ and clusters/) into tmp_path, break one rendered
+file by hand and run `validate --rendered`; expected positions are computed from the edited file itself.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import stat
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from generator.cli import cli
+from generator.kubeschemas import DEFAULT_TEMPLATE, builtin_dir
+
+PROJECT = Path(__file__).resolve().parent.parent
+CRD_SCHEMAS = PROJECT.parent / "shared" / "crd-schemas"
+
+SENTIMENT = "rendered/dev/endpoints/sentiment"
+BLUE = f"{SENTIMENT}/deployment-sentiment-blue.yaml"
+BLUE_SUBJECT = "Deployment ml-endpoints-dev/sentiment-blue"
+VS = f"{SENTIMENT}/virtualservice-sentiment.yaml"
+VS_SUBJECT = "VirtualService ml-endpoints-dev/sentiment"
+SERVICE = f"{SENTIMENT}/service-sentiment-blue.yaml"
+CLASSIFIER = "rendered/dev/endpoints/image-classifier/deployment-image-classifier-resnet-v3.yaml"
+CLASSIFIER_SUBJECT = "Deployment ml-endpoints-dev/image-classifier-resnet-v3"
+SCORING = "      - name: scoring\n"  # the scoring container of a rendered Deployment (after the init containers)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rendered_repo(tmp_path: Path) -> Path:
+    """A private copy of the example repo with its committed rendered/ and clusters/ output."""
+    root = tmp_path / "repo"
+    for top in ("environments", "rendered", "clusters"):
+        shutil.copytree(PROJECT / top, root / top)
+    return root
+
+
+def validate(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
+    """`endpointgen --root ROOT validate ARGS`, with the shared CRD schemas unless `env` says otherwise."""
+    environ = {"ENDPOINTGEN_SCHEMA_LOCATION": str(CRD_SCHEMAS), **(env or {})}
+    return CliRunner().invoke(cli, ["--root", str(root), "validate", *args], catch_exceptions=False, env=environ)
+
+
+def json_problems(result: Result) -> list[dict[str, Any]]:
+    problems = json.loads(result.stdout)
+    assert isinstance(problems, list)
+    return problems
+
+
+def with_rule(problems: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+    return [p for p in problems if p["rule"] == rule]
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def replace_after(path: Path, anchor: str, old: str, new: str) -> None:
+    """Replace the first `old` that follows the one occurrence of `anchor`."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(anchor) == 1, f"{anchor!r} occurs {text.count(anchor)} times in {path}"
+    at = text.index(old, text.index(anchor))
+    path.write_text(text[:at] + new + text[at + len(old):], encoding="utf-8")
+
+
+def position(path: Path, anchor: str, token: str) -> tuple[int, int]:
+    """1-based line and column of the first `token` at or after the one occurrence of `anchor`."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(anchor) == 1, f"{anchor!r} occurs {text.count(anchor)} times in {path}"
+    offset = text.index(token, text.index(anchor))
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
+def object_files(root: Path, env: str | None = None) -> list[str]:
+    """The rendered object files of the repo (kustomize kustomization.yaml files excluded)."""
+    envs = [env] if env else sorted(p.name for p in (root / "environments").iterdir())
+    found = []
+    for name in envs:
+        found += [p for p in (root / "rendered" / name).rglob("*.yaml") if p.name != "kustomization.yaml"]
+        found += list((root / "clusters" / name).glob("*.yaml"))
+    return sorted(p.relative_to(root).as_posix() for p in found)
+
+
+def summary(objects: int, files: int, valid: int, invalid: int, skipped: int, waived: int) -> str:
+    return (f"Summary: {objects} objects in {files} files - valid: {valid}, invalid: {invalid}, "
+            f"skipped: {skipped}, waived findings: {waived}")
+
+
+# --- 1. the example output is valid ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [[], ["--rendered"]], ids=["in-memory", "rendered"])
+def test_every_example_object_passes(rendered_repo: Path, mode: list[str]) -> None:
+    count = len(object_files(rendered_repo))
+    result = validate(rendered_repo, *mode, "--summary")
+    assert result.exit_code == 0, result.stderr
+    assert summary(count, count, count, 0, 0, 0) in result.stdout
+    assert f"{count} rendered object(s) pass" in result.stdout
+    assert result.stderr == ""
+
+
+def test_example_uses_crd_kinds_that_the_shared_schemas_cover(rendered_repo: Path) -> None:
+    """Guard for the test above: the example really exercises CRD schemas, not only built-in kinds."""
+    kinds = set()
+    for rel in object_files(rendered_repo):
+        text = (rendered_repo / rel).read_text()
+        kinds.add(next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("kind: ")))
+    assert {"VirtualService", "DestinationRule", "AuthorizationPolicy", "Gateway", "Kustomization"} <= kinds
+    result = validate(rendered_repo, "--rendered", env={"ENDPOINTGEN_SCHEMA_LOCATION": str(rendered_repo / "none")})
+    assert result.exit_code == 1
+
+
+# --- 2. broken manifests -----------------------------------------------------------------------------
+
+
+@dataclass
+class Broken:
+    """One hand-made defect: how to make it, and where and how it must be reported."""
+
+    id: str
+    file: str
+    edit: Callable[[Path], None]
+    rule: str
+    field: str
+    subject: str
+    anchor: str  # the expected line:col is that of `token` at or after this unique text of the edited file
+    token: str
+    message: str  # a fragment of the expected message
+
+
+def _add_secret(root: Path) -> None:
+    (root / SENTIMENT / "secret-sentiment-keys.yaml").write_text(
+        "# added by hand\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sentiment-keys\n"
+        "  namespace: ml-endpoints-dev\ndata:\n  primary: c2VjcmV0\n")
+
+
+def _spec_line(line: str) -> Callable[[Path], None]:
+    """Add a line at the top of a Deployment's spec."""
+    return lambda r: replace_once(r / BLUE, "  revisionHistoryLimit: 5\n", f"{line}\n  revisionHistoryLimit: 5\n")
+
+
+BROKEN = [
+    Broken("unknown-field-deployment", BLUE, _spec_line("  surgeLimit: 3"),
+           "schema", "spec.surgeLimit", BLUE_SUBJECT, "  surgeLimit: 3", "surgeLimit", "unknown field 'surgeLimit'"),
+    Broken("unknown-field-virtualservice", VS,
+           lambda r: replace_once(r / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n"),
+           "schema", "spec.retryPolicy", VS_SUBJECT, "  retryPolicy: fast", "retryPolicy",
+           "unknown field 'retryPolicy'"),
+    Broken("wrong-type", BLUE, _spec_line("  replicas: two"),
+           "schema", "spec.replicas", BLUE_SUBJECT, "  replicas: two", "two", "integer"),
+    Broken("container-without-name", BLUE,
+           lambda r: replace_once(r / BLUE, SCORING + "        image: ", "      - image: "),
+           "schema", "spec.template.spec.containers[0]", BLUE_SUBJECT, "      - image: mlacrdev.azurecr.io/scoring",
+           "image", '"name" is a required property'),
+    Broken("service-port-without-port", SERVICE,
+           lambda r: replace_once(r / SERVICE, "    port: 80\n", ""),
+           "schema", "spec.ports[0]", "Service ml-endpoints-dev/sentiment-blue", "  - name: http", "name",
+           '"port" is a required property'),
+    Broken("liveness-success-threshold", BLUE,
+           lambda r: replace_after(r / BLUE, "        livenessProbe:", "successThreshold: 1", "successThreshold: 3"),
+           "probes", "spec.template.spec.containers[0].livenessProbe.successThreshold", BLUE_SUBJECT,
+           "successThreshold: 3", "3", "successThreshold must be 1, got 3"),
+    Broken("privileged", BLUE,
+           lambda r: replace_after(r / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
+                                   "          allowPrivilegeEscalation: false\n          privileged: true\n"),
+           "pss-privileged", "spec.template.spec.containers[0].securityContext.privileged", BLUE_SUBJECT,
+           "privileged: true", "true", "privileged containers are not allowed"),
+    Broken("privilege-escalation", BLUE,
+           lambda r: replace_after(r / BLUE, SCORING, "allowPrivilegeEscalation: false",
+                                   "allowPrivilegeEscalation: true"),
+           "pss-privilege-escalation", "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
+           BLUE_SUBJECT, "allowPrivilegeEscalation: true", "true", "allowPrivilegeEscalation must be false"),
+    Broken("weights-sum-to-90", VS,
+           lambda r: replace_once(r / VS, "weight: 50\n    timeout: 60s", "weight: 40\n    timeout: 60s"),
+           "traffic-weights", "spec.http[2].route", VS_SUBJECT, "  - name: weighted", "- destination",
+           "weights [50, 40] must be integers summing to 100"),
+    Broken("route-to-missing-host", VS,
+           lambda r: replace_after(r / VS, "  - name: pinned-blue", "host: sentiment-blue.",
+                                   "host: sentiment-purple."),
+           "route-destination-exists", "spec.http[0].route[0].destination.host", VS_SUBJECT, "sentiment-purple",
+           "sentiment-purple", "'sentiment-purple.ml-endpoints-dev.svc.cluster.local' is not a rendered Service"),
+    Broken("replicas-under-hpa", BLUE, _spec_line("  replicas: 3"),
+           "no-replicas-under-hpa", "spec.replicas", BLUE_SUBJECT, "  replicas: 3", "3",
+           "HorizontalPodAutoscaler sentiment-blue manages the scale"),
+    Broken("gpu-request-differs-from-limit", CLASSIFIER,
+           lambda r: replace_once(r / CLASSIFIER, "limits:\n            nvidia.com/gpu: '1'",
+                                  "limits:\n            nvidia.com/gpu: '2'"),
+           "extended-resources", "spec.template.spec.containers[0].resources.requests.nvidia.com/gpu",
+           CLASSIFIER_SUBJECT, "nvidia.com/gpu: '1'", "'1'", "extended resource: requests must equal limits"),
+    Broken("bad-quantity", BLUE,
+           lambda r: replace_once(r / BLUE, "memory: 512Mi", "memory: 512MB"),
+           "quantities", "spec.template.spec.containers[0].resources.requests.memory", BLUE_SUBJECT,
+           "memory: 512MB", "512MB", "'512MB' is not a valid quantity"),
+    Broken("selector-does-not-match-template", BLUE,
+           lambda r: replace_after(r / BLUE, "  revisionHistoryLimit: 5\n  selector:\n", "endpointgen.io/version: blue",
+                                   "endpointgen.io/version: purple"),
+           "selector-matches-template", "spec.selector.matchLabels.endpointgen.io/version", BLUE_SUBJECT,
+           "endpointgen.io/version: purple", "purple", "does not match the pod template labels"),
+    Broken("key-auth-without-authorization-policy", VS,
+           lambda r: (r / SENTIMENT / "authorizationpolicy-sentiment-require-key.yaml").unlink(),
+           "auth-objects-present", "metadata.annotations.endpointgen.io/auth", VS_SUBJECT, "endpointgen.io/auth: key",
+           "key", "CUSTOM AuthorizationPolicy is missing"),
+    Broken("secret-with-data", f"{SENTIMENT}/secret-sentiment-keys.yaml", _add_secret,
+           "no-secret-material", "", "Secret ml-endpoints-dev/sentiment-keys", "apiVersion: v1", "apiVersion",
+           "never go into git"),
+    Broken("latest-image", BLUE,
+           lambda r: replace_once(r / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest"),
+           "image-pinned", "spec.template.spec.containers[0].image", BLUE_SUBJECT,
+           "image: mlacrdev.azurecr.io/scoring/sentiment:latest", "mlacrdev.azurecr.io", "is not pinned"),
+    Broken("two-documents-in-one-file", SERVICE,
+           lambda r: (r / SERVICE).write_text((r / SERVICE).read_text() + "---\napiVersion: v1\nkind: ConfigMap\n"
+                                              "metadata:\n  name: extra\n"),
+           "one-object-per-file", "", "", "---\n", "apiVersion", "expected exactly one object, found 2 document(s)"),
+]
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[c.id for c in BROKEN])
+def test_broken_manifest_is_reported_where_it_is(rendered_repo: Path, case: Broken) -> None:
+    case.edit(rendered_repo)
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    line, col = position(rendered_repo / case.file, case.anchor, case.token)
+    expected = {"path": case.file, "line": line, "col": col, "field": case.field, "subject": case.subject,
+                "rule": case.rule, "waiver": ""}
+    matching = [p for p in problems if {k: p[k] for k in expected} == expected]
+    assert matching, f"no problem {expected}; got:\n" + "\n".join(map(str, problems))
+    assert any(case.message in p["message"] for p in matching), matching
+    assert all(p["path"] == case.file or p["rule"] != case.rule for p in problems), problems
+
+
+def test_broken_manifest_text_output(rendered_repo: Path) -> None:
+    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    line, col = position(rendered_repo / BLUE, "memory: 512MB", "512MB")
+    assert (f"{BLUE}:{line}:{col}: spec.template.spec.containers[0].resources.requests.memory: '512MB' is not a "
+            f"valid quantity [quantities] ({BLUE_SUBJECT})") in result.stderr.splitlines()
+    assert "endpointgen: 1 problem(s) found in rendered manifests" in result.stderr
+    assert "ok:" not in result.stdout
+
+
+def test_untouched_environment_is_not_blamed(rendered_repo: Path) -> None:
+    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    assert validate(rendered_repo, "--rendered", "--env", "prod").exit_code == 0
+    assert validate(rendered_repo, "--env", "dev").exit_code == 0  # in memory: the specs still render fine
+
+
+def test_malformed_object_is_a_problem_not_a_crash(rendered_repo: Path) -> None:
+    """Wrong shapes the rules cannot walk (a port that is a number, a Deployment without a name)."""
+    replace_once(rendered_repo / BLUE, "        - name: http\n          containerPort: 5001\n          protocol: TCP\n",
+                 "        - 5001\n")
+    replace_once(rendered_repo / CLASSIFIER, "  name: image-classifier-resnet-v3\n  namespace", "  namespace")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    assert {(p["path"], p["rule"]) for p in with_rule(problems, "malformed-object")} == {(BLUE, "malformed-object")}
+    assert any(p["path"] == BLUE and p["field"] == "spec.template.spec.containers[0].ports[0]" for p in problems)
+    assert [(p["path"], p["field"]) for p in with_rule(problems, "object-name")] == [(CLASSIFIER, "metadata.name")]
+    # the HPA of the (still existing) blue Deployment is not blamed for its malformed target
+    assert not [p for p in with_rule(problems, "hpa-target-exists") if "sentiment-blue" in p["path"]]
+
+
+# --- 3. options: strictness, skipping, missing schemas, schema locations ------------------------------
+
+
+def _unknown_deployment_field(root: Path) -> None:
+    replace_once(root / BLUE, "  revisionHistoryLimit: 5\n", "  revisionHistoryLimit: 5\n  surgeLimit: 3\n")
+
+
+def test_no_strict_accepts_an_unknown_field_that_strict_rejects(rendered_repo: Path) -> None:
+    _unknown_deployment_field(rendered_repo)
+    strict = validate(rendered_repo, "--rendered", "--env", "dev", "--strict", "--output", "json")
+    assert strict.exit_code == 1
+    assert [p["field"] for p in json_problems(strict)] == ["spec.surgeLimit"]
+    assert validate(rendered_repo, "--rendered", "--env", "dev", "--no-strict").exit_code == 0
+
+
+def test_no_strict_still_checks_types(rendered_repo: Path) -> None:
+    replace_once(rendered_repo / BLUE, "  revisionHistoryLimit: 5\n", "  revisionHistoryLimit: five\n")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--no-strict", "--output", "json")
+    assert result.exit_code == 1
+    assert [p["field"] for p in json_problems(result)] == ["spec.revisionHistoryLimit"]
+
+
+def test_skip_a_kind(rendered_repo: Path) -> None:
+    _unknown_deployment_field(rendered_repo)
+    count = len(object_files(rendered_repo, "dev"))
+    deployments = sum("/deployment-" in rel for rel in object_files(rendered_repo, "dev"))
+    assert deployments == 3
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment", "--summary")
+    assert result.exit_code == 0, result.stderr
+    # the HPAs still find their (skipped) Deployments: skipping a kind does not make it disappear
+    assert summary(count, count, count - deployments, 0, deployments, 0) in result.stdout
+
+
+def test_skip_accepts_a_comma_separated_list(rendered_repo: Path) -> None:
+    _unknown_deployment_field(rendered_repo)
+    replace_once(rendered_repo / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n")
+    assert validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment").exit_code == 1
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment,VirtualService", "--summary")
+    assert result.exit_code == 0, result.stderr
+    assert "skipped: 5," in result.stdout
+
+
+def test_skipped_service_is_still_a_route_destination(rendered_repo: Path) -> None:
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Service", "--output", "json")
+    assert result.exit_code == 0, result.stdout
+    assert json_problems(result) == []
+
+
+def test_kind_without_schema_is_reported_not_skipped(rendered_repo: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "no-schemas"
+    empty.mkdir()
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json", "--summary",
+                      env={"ENDPOINTGEN_SCHEMA_LOCATION": str(empty)})
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    crd_files = [rel for rel in object_files(rendered_repo, "dev")
+                 if "apiVersion: v1\n" not in (text := (rendered_repo / rel).read_text())
+                 and "apiVersion: apps/" not in text and "apiVersion: autoscaling/" not in text
+                 and "apiVersion: policy/" not in text]
+    assert sorted(p["path"] for p in problems) == crd_files
+    assert {p["rule"] for p in problems} == {"schema-missing"}
+    vs = next(p for p in problems if p["path"] == VS)
+    assert vs["message"].startswith("no schema for networking.istio.io/v1 VirtualService")
+    assert str(empty) in vs["message"] and "--ignore-missing-schemas" in vs["message"]
+    assert (vs["line"], vs["col"], vs["subject"]) == (*position(rendered_repo / VS, "apiVersion", "apiVersion"),
+                                                      VS_SUBJECT)
+    assert "skipped: 0," in result.stderr  # a missing schema is a failure, never a silent skip
+    ignored = validate(rendered_repo, "--rendered", "--env", "dev", "--ignore-missing-schemas",
+                       env={"ENDPOINTGEN_SCHEMA_LOCATION": str(empty)})
+    assert ignored.exit_code == 0, ignored.stderr
+
+
+def test_without_schema_location_the_repo_schema_crds_folder_is_used(rendered_repo: Path) -> None:
+    env = {"ENDPOINTGEN_SCHEMA_LOCATION": ""}
+    assert validate(rendered_repo, "--env", "dev", env=env).exit_code == 1
+    shutil.copytree(CRD_SCHEMAS, rendered_repo / "schema" / "crds")
+    assert validate(rendered_repo, "--env", "dev", env=env).exit_code == 0
+
+
+def test_schema_location_option_overrides_the_environment_variable(rendered_repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = validate(rendered_repo, "--env", "dev", "--schema-location", str(CRD_SCHEMAS),
+                      env={"ENDPOINTGEN_SCHEMA_LOCATION": str(tmp_path / "empty")})
+    assert result.exit_code == 0, result.stderr
+
+
+def test_kubeconform_template_location(rendered_repo: Path) -> None:
+    template = f"{CRD_SCHEMAS}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
+    assert "{{ .Group }}" in template
+    result = validate(rendered_repo, "--rendered", "--schema-location", template,
+                      env={"ENDPOINTGEN_SCHEMA_LOCATION": ""})
+    assert result.exit_code == 0, result.stderr
+    # the template is really used: one that names no existing file finds no CRD schema
+    wrong = f"{CRD_SCHEMAS}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
+    result = validate(rendered_repo, "--rendered", "--schema-location", wrong, "--output", "json")
+    assert result.exit_code == 1
+    assert {p["rule"] for p in json_problems(result)} == {"schema-missing"}
+
+
+def test_several_locations_are_searched_in_order(rendered_repo: Path, tmp_path: Path) -> None:
+    """A first location holding only the VirtualService schema (a broken-down copy) wins for that kind."""
+    first = tmp_path / "first" / "networking.istio.io"
+    first.mkdir(parents=True)
+    schema = json.loads((CRD_SCHEMAS / "networking.istio.io" / "virtualservice_v1.json").read_text())
+    schema["properties"]["spec"]["required"] = ["tcp"]  # a rule the real schema does not have
+    (first / "virtualservice_v1.json").write_text(json.dumps(schema))
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--schema-location", str(tmp_path / "first"),
+                      "--schema-location", str(CRD_SCHEMAS), "--output", "json")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    assert {p["subject"].split()[0] for p in problems} == {"VirtualService"}
+    assert all('"tcp" is a required property' in p["message"] for p in problems)
+
+
+def test_unknown_template_variable_is_a_clear_error(rendered_repo: Path) -> None:
+    location = f"{CRD_SCHEMAS}/{{{{ .Group }}}}/{{{{ .Kind }}}}.json"
+    result = validate(rendered_repo, "--schema-location", location)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("endpointgen: error: unknown variable {{ .Kind }} in schema location")
+    assert "Traceback" not in result.output
+
+
+def test_broken_schema_file_is_a_clear_error(rendered_repo: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "networking.istio.io"
+    broken.mkdir(parents=True)
+    (broken / "virtualservice_v1.json").write_text("{not json")
+    result = validate(rendered_repo, "--schema-location", str(tmp_path / "broken"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("endpointgen: error: cannot read schema ")
+    assert "virtualservice_v1.json" in result.stderr
+
+
+class _SchemaServer:
+    """The shared CRD schemas over http on 127.0.0.1, recording the paths asked for."""
+
+    def __init__(self) -> None:
+        requests = self.requests = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(CRD_SCHEMAS), **kwargs)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def schema_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_SchemaServer]:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    server = _SchemaServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_http_location_is_fetched_once_then_served_from_the_cache(rendered_repo: Path,
+                                                                  schema_server: _SchemaServer) -> None:
+    env = {"ENDPOINTGEN_SCHEMA_LOCATION": schema_server.url}
+    first = validate(rendered_repo, "--rendered", "--summary", env=env)
+    assert first.exit_code == 0, first.stderr
+    fetched = sorted(schema_server.requests)
+    assert "/networking.istio.io/virtualservice_v1.json" in fetched
+    assert "/kustomize.toolkit.fluxcd.io/kustomization_v1.json" in fetched
+    assert len(fetched) == len(set(fetched)), "a schema was fetched twice"  # dev and prod share each schema
+    assert not any("deployment" in path for path in fetched)  # built-in kinds never leave the machine
+    cache = rendered_repo / ".endpointgen-cache" / "schemas"
+    assert len(list(cache.glob("*.json"))) == len(fetched)
+
+    schema_server.stop()
+    again = validate(rendered_repo, "--rendered", "--summary", env=env)
+    assert again.exit_code == 0, again.stderr
+    assert sorted(schema_server.requests) == fetched
+    # the cached schemas still validate: an unknown VirtualService field is caught offline
+    replace_once(rendered_repo / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n")
+    broken = validate(rendered_repo, "--rendered", "--output", "json", env=env)
+    assert broken.exit_code == 1
+    assert [p["field"] for p in json_problems(broken)] == ["spec.retryPolicy"]
+
+
+def test_http_location_that_cannot_be_reached_is_a_clear_error(rendered_repo: Path,
+                                                               schema_server: _SchemaServer) -> None:
+    url = schema_server.url
+    schema_server.stop()
+    result = validate(rendered_repo, "--env", "dev", env={"ENDPOINTGEN_SCHEMA_LOCATION": url})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"endpointgen: error: cannot fetch schema {url}/")
+
+
+def test_http_location_without_the_schema_reports_it_missing(rendered_repo: Path,
+                                                             schema_server: _SchemaServer) -> None:
+    result = validate(rendered_repo, "--env", "dev", "--output", "json",
+                      env={"ENDPOINTGEN_SCHEMA_LOCATION": schema_server.url + "/nothing-here"})
+    assert result.exit_code == 1
+    assert {p["rule"] for p in json_problems(result)} == {"schema-missing"}
+
+
+# --- 4. waivers ----------------------------------------------------------------------------------------
+
+REASON = "dev follows the nightly scoring image on purpose"
+SPEC = "environments/dev/endpoints/sentiment.yaml"
+
+
+def _waive(root: Path, *policies: str) -> None:
+    lines = "".join(f"  - policy: {p}\n    reason: \"{REASON}\"\n" for p in policies)
+    with (root / SPEC).open("a", encoding="utf-8") as handle:
+        handle.write("waivers:\n" + lines)
+
+
+def _latest_in_spec(root: Path) -> None:
+    replace_once(root / SPEC, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
+
+
+def test_waived_policy_passes_and_shows_its_reason(rendered_repo: Path) -> None:
+    _latest_in_spec(rendered_repo)
+    assert validate(rendered_repo, "--env", "dev").exit_code == 1  # without the waiver
+    _waive(rendered_repo, "image-pinned")
+    result = validate(rendered_repo, "--env", "dev", "--summary")
+    assert result.exit_code == 0, result.stderr
+    waived = [line for line in result.stderr.splitlines() if "waived: " in line]
+    assert len(waived) == 1
+    assert waived[0].startswith(f"{BLUE}:")
+    assert waived[0].endswith(f"[image-pinned] ({BLUE_SUBJECT}) -- waived: {REASON}")
+    assert "waived findings: 1" in result.stdout and "invalid: 0," in result.stdout
+
+
+def test_waived_policy_in_json_output(rendered_repo: Path) -> None:
+    _latest_in_spec(rendered_repo)
+    _waive(rendered_repo, "image-pinned")
+    result = validate(rendered_repo, "--env", "dev", "--output", "json")
+    assert result.exit_code == 0
+    [problem] = json_problems(result)
+    assert (problem["path"], problem["rule"], problem["waiver"]) == (BLUE, "image-pinned", REASON)
+    assert problem["field"] == "spec.template.spec.containers[0].image"
+
+
+def test_waived_policy_in_github_output_is_an_escaped_notice(rendered_repo: Path) -> None:
+    _latest_in_spec(rendered_repo)
+    _waive(rendered_repo, "image-pinned")
+    result = validate(rendered_repo, "--env", "dev", "--output", "github")
+    assert result.exit_code == 0
+    [notice] = [line for line in result.stderr.splitlines() if line.startswith("::")]
+    assert notice.startswith(f"::notice file={BLUE},line=")
+    assert notice.endswith(f"[image-pinned] waived: {REASON}")
+    assert "::error" not in result.stderr
+
+
+def test_waiver_applies_to_the_rendered_files_too(rendered_repo: Path) -> None:
+    _waive(rendered_repo, "image-pinned")
+    replace_once(rendered_repo / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 0
+    assert [(p["rule"], p["waiver"]) for p in json_problems(result)] == [("image-pinned", REASON)]
+
+
+def test_waiving_one_policy_does_not_waive_another(rendered_repo: Path) -> None:
+    _waive(rendered_repo, "image-pinned")
+    replace_once(rendered_repo / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
+    replace_after(rendered_repo / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
+                  "          allowPrivilegeEscalation: false\n          privileged: true\n")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json", "--summary")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    assert {(p["rule"], p["waiver"]) for p in problems} == {("image-pinned", REASON), ("pss-privileged", "")}
+    assert "invalid: 1, skipped: 0, waived findings: 1" in result.stderr
+
+
+def test_waiver_of_one_endpoint_does_not_cover_another(rendered_repo: Path) -> None:
+    _waive(rendered_repo, "image-pinned")
+    replace_once(rendered_repo / CLASSIFIER, "scoring/image-classifier:2.0.0", "scoring/image-classifier:latest")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 1
+    assert [(p["path"], p["rule"], p["waiver"]) for p in json_problems(result)] == [(CLASSIFIER, "image-pinned", "")]
+
+
+def test_api_server_rules_cannot_be_waived(rendered_repo: Path) -> None:
+    _waive(rendered_repo, "image-pinned")
+    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 1
+    assert [(p["rule"], p["waiver"]) for p in json_problems(result)] == [("quantities", "")]
+
+
+def test_unknown_policy_in_a_waiver_is_a_spec_error(rendered_repo: Path) -> None:
+    _waive(rendered_repo, "image-pined")
+    result = validate(rendered_repo, "--env", "dev")
+    assert result.exit_code == 1
+    line, col = position(rendered_repo / SPEC, "policy: image-pined", "image-pined")
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{SPEC}:{line}:{col}: waivers[0].policy: unknown policy 'image-pined'")
+    assert "image-pinned" in first  # the known ids are listed
+
+
+# --- 5. output formats ---------------------------------------------------------------------------------
+
+
+def _three_problems_in_two_files(root: Path) -> None:
+    replace_once(root / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(root / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
+    replace_once(root / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n")
+
+
+def test_json_output(rendered_repo: Path) -> None:
+    _three_problems_in_two_files(rendered_repo)
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    assert len(problems) == 3
+    for p in problems:
+        assert set(p) == {"path", "line", "col", "field", "message", "subject", "rule", "waiver"}
+        assert isinstance(p["line"], int) and isinstance(p["col"], int)
+    assert sorted((p["path"], p["rule"]) for p in problems) == [(BLUE, "image-pinned"), (BLUE, "quantities"),
+                                                                (VS, "schema")]
+    assert result.stderr == ""
+
+
+def test_junit_output(rendered_repo: Path) -> None:
+    _three_problems_in_two_files(rendered_repo)
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "junit")
+    assert result.exit_code == 1
+    root = ET.fromstring(result.stdout.encode())
+    assert root.tag == "testsuites"
+    files = object_files(rendered_repo, "dev")
+    suites = root.findall("testsuite")
+    assert sorted(s.get("name") for s in suites) == files  # a suite per file, the valid ones included
+    assert len(root.findall("testsuite/testcase")) == len(files)  # one object per file
+    assert root.get("failures") == "3"
+    assert len(root.findall(".//failure")) == 3
+    by_name = {s.get("name"): s for s in suites}
+    blue = by_name[BLUE]
+    assert (blue.get("tests"), blue.get("failures")) == ("1", "2")
+    [case] = blue.findall("testcase")
+    assert case.get("name") == BLUE_SUBJECT
+    assert sorted(f.get("type") for f in case.findall("failure")) == ["image-pinned", "quantities"]
+    assert by_name[VS].find("testcase/failure").get("type") == "schema"
+    assert by_name[SERVICE].find("testcase/failure") is None
+
+
+def test_junit_output_when_valid(rendered_repo: Path) -> None:
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "junit")
+    assert result.exit_code == 0
+    root = ET.fromstring(result.stdout.encode())
+    assert len(root.findall("testsuite")) == len(object_files(rendered_repo, "dev"))
+    assert root.findall(".//failure") == []
+
+
+def test_summary_counts(rendered_repo: Path) -> None:
+    _three_problems_in_two_files(rendered_repo)
+    _waive(rendered_repo, "image-pinned")
+    files = object_files(rendered_repo, "dev")
+    services = sum("/service-" in rel for rel in files)
+    assert services == 3
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--summary", "--skip", "Service")
+    assert result.exit_code == 1
+    # blue: quantities (invalid) + image-pinned (waived); the VirtualService: an unknown field (invalid)
+    assert summary(len(files), len(files), len(files) - services - 2, 2, services, 1) in result.stdout
+
+
+def test_github_output(rendered_repo: Path) -> None:
+    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "github")
+    assert result.exit_code == 1
+    line, col = position(rendered_repo / BLUE, "memory: 512MB", "512MB")
+    assert f"::error file={BLUE},line={line},col={col}::" in result.stderr
+
+
+# --- 6. the kubeconform engine ---------------------------------------------------------------------------
+
+FAKE_KUBECONFORM = '''#!{python}
+"""A stand-in for kubeconform: records its argv and the files it was given, prints a canned JSON report."""
+import json, os, sys
+folder = sys.argv[-1]
+files = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+with open({record!r}, "w") as out:
+    json.dump({{"argv": sys.argv[1:], "files": files}}, out)
+print(json.dumps({{"resources": [
+    {{"filename": os.path.join(folder, {blue!r}), "kind": "Deployment", "name": "sentiment-blue",
+      "version": "apps/v1", "status": "statusInvalid", "msg": "problem validating schema",
+      "validationErrors": [{{"path": "/spec/replicas", "msg": "expected integer, but got string"}}]}},
+    {{"filename": os.path.join(folder, {vs!r}), "kind": "VirtualService", "name": "sentiment",
+      "version": "networking.istio.io/v1", "status": "statusValid", "msg": ""}},
+]}}))
+sys.exit(1)
+'''
+
+
+def _install(bin_dir: Path, name: str, text: str) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / name
+    script.write_text(text)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+@pytest.fixture
+def fake_kubeconform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the fake kubeconform first on PATH; returns the file its argv is recorded in."""
+    record = tmp_path / "kubeconform-call.json"
+    _install(tmp_path / "bin", "kubeconform",
+             FAKE_KUBECONFORM.format(python=sys.executable, record=str(record), blue=BLUE, vs=VS))
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    return record
+
+
+def _kubeconform_template_to_path(template: str, kind: str, api_version: str, version: str, strict: bool) -> str:
+    """Expand a schema location the way kubeconform does (registry.schemaPath)."""
+    group_parts = api_version.split("/")
+    suffix = "-" + group_parts[0].split(".")[0].lower() + (f"-{group_parts[1].lower()}" if len(group_parts) > 1 else "")
+    values = {"NormalizedKubernetesVersion": f"v{version}", "StrictSuffix": "-strict" if strict else "",
+              "ResourceKind": kind.lower(), "ResourceAPIVersion": group_parts[-1], "KindSuffix": suffix,
+              "Group": group_parts[0]}
+    for name, value in values.items():
+        template = template.replace(f"{{{{ .{name} }}}}", value)
+    assert "{{" not in template, template
+    return template
+
+
+def test_kubeconform_engine_arguments(rendered_repo: Path, fake_kubeconform: Path) -> None:
+    template = f"{CRD_SCHEMAS}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--skip", "Secret",
+                      "--schema-location", str(CRD_SCHEMAS), "--schema-location", template, "--output", "json")
+    assert result.exit_code == 1
+    call = json.loads(fake_kubeconform.read_text())
+    argv = call["argv"]
+    locations = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-schema-location"]
+    assert len(locations) == 3
+    assert "-strict" in argv and "-ignore-missing-schemas" not in argv
+    assert argv[argv.index("-output") + 1] == "json"
+    version = argv[argv.index("-kubernetes-version") + 1]
+    assert version == "1.33.0"
+    # the bundled schemas first, as a template kubeconform resolves to the very files the builtin engine reads
+    bundled = _kubeconform_template_to_path(locations[0], "Deployment", "apps/v1", version, strict=True)
+    assert Path(bundled) == builtin_dir("1.33", True) / "deployment-apps-v1.json"
+    assert Path(bundled).is_file()
+    service = _kubeconform_template_to_path(locations[0], "Service", "v1", version, strict=True)
+    assert Path(service).is_file()
+    # each user location, a plain folder turned into the same {group}/{kind}_{version}.json layout endpointgen uses
+    assert locations[1:] == [f"{CRD_SCHEMAS}/{DEFAULT_TEMPLATE}", template]
+    vs = _kubeconform_template_to_path(locations[1], "VirtualService", "networking.istio.io/v1", version, True)
+    assert Path(vs).is_file()
+    # it is given a folder holding a copy of every object to check, under its repo path
+    assert call["files"] == object_files(rendered_repo, "dev")
+
+
+def test_kubeconform_findings_are_merged_with_endpointgen_rules(rendered_repo: Path, fake_kubeconform: Path) -> None:
+    replace_once(rendered_repo / BLUE, "  revisionHistoryLimit: 5\n", "  replicas: two\n  revisionHistoryLimit: 5\n")
+    replace_after(rendered_repo / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
+                  "          allowPrivilegeEscalation: false\n          privileged: true\n")
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--output", "json")
+    assert result.exit_code == 1
+    problems = json_problems(result)
+    line, col = position(rendered_repo / BLUE, "  replicas: two", "two")
+    [schema] = with_rule(problems, "schema")
+    assert (schema["path"], schema["line"], schema["col"], schema["field"], schema["subject"]) == \
+        (BLUE, line, col, "spec.replicas", BLUE_SUBJECT)
+    assert schema["message"] == "expected integer, but got string (kubeconform)"
+    assert [p["field"] for p in with_rule(problems, "no-replicas-under-hpa")] == ["spec.replicas"]
+    assert [p["field"] for p in with_rule(problems, "pss-privileged")] == [
+        "spec.template.spec.containers[0].securityContext.privileged"]
+    assert {p["path"] for p in problems} == {BLUE}
+
+
+def test_kubeconform_no_strict_and_ignore_missing_schemas(rendered_repo: Path, fake_kubeconform: Path) -> None:
+    validate(rendered_repo, "--env", "dev", "--engine", "kubeconform", "--no-strict", "--ignore-missing-schemas")
+    argv = json.loads(fake_kubeconform.read_text())["argv"]
+    assert "-strict" not in argv and "-ignore-missing-schemas" in argv
+    bundled = _kubeconform_template_to_path(argv[argv.index("-schema-location") + 1], "Deployment", "apps/v1",
+                                            argv[argv.index("-kubernetes-version") + 1], strict=False)
+    assert Path(bundled) == builtin_dir("1.33", False) / "deployment-apps-v1.json"
+    assert Path(bundled).is_file()
+
+
+def test_kubeconform_missing_from_path(rendered_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    result = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "endpointgen: error: --engine kubeconform needs a kubeconform binary on PATH"
+
+
+def test_kubeconform_that_prints_no_report_is_an_error(rendered_repo: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _install(tmp_path / "bin", "kubeconform", "#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("endpointgen: error: kubeconform printed no JSON report (exit 1): flag provided")
+
+
+def test_kustomization_must_list_exactly_the_rendered_files(rendered_repo: Path) -> None:
+    """A listed file that is gone (Flux's build would fail) or one it does not list fails validate --rendered."""
+    gone = rendered_repo / "rendered/dev/endpoints/sentiment/service-sentiment-green.yaml"
+    extra = rendered_repo / "rendered/dev/endpoints/sentiment/service-sentiment-extra.yaml"
+    extra.write_text(gone.read_text().replace("name: sentiment-green", "name: sentiment-extra"))
+    gone.unlink()
+    result = validate(rendered_repo, "--rendered")
+    assert result.exit_code == 1
+    assert ("rendered/dev/kustomization.yaml:1:1: resources: lists 'endpoints/sentiment/service-sentiment-green.yaml', "
+            "which does not exist [kustomization-resources]") in result.stderr
+    assert ("rendered/dev/kustomization.yaml:1:1: resources: does not list "
+            "'endpoints/sentiment/service-sentiment-extra.yaml', so Flux would not apply it "
+            "[kustomization-resources]") in result.stderr
