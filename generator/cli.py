@@ -42,7 +42,8 @@ def reports_errors(command: F) -> F:
                 click.echo(format_problems(exc.problems, output))
             else:
                 click.echo(format_problems(exc.problems, output), err=True)
-                click.echo(f"endpointgen: {len(exc.problems)} problem(s) found", err=True)
+                tail = f"; {exc.summary}" if exc.summary else ""
+                click.echo(f"endpointgen: {len(exc.problems)} problem(s) found{tail}", err=True)
             ctx.exit(exc.exit_code)
         except EndpointgenError as exc:
             click.echo(f"endpointgen: error: {exc}", err=True)
@@ -184,8 +185,9 @@ def check(ctx: click.Context, envs: tuple[str, ...], base: str | None) -> None:
     if history:
         click.echo(format_problems(sorted(history), "text"), err=True)
     if lines or history:
-        raise StaleOutput(f"{len(lines)} file(s) out of date (run `make render` and commit the result), "
-                          f"{len(history)} change(s) that break deployed endpoints")
+        reasons = ([f"{len(lines)} file(s) out of date (run `make render` and commit the result)"] if lines else []) \
+            + ([f"{len(history)} change(s) that break deployed endpoints"] if history else [])
+        raise StaleOutput("; ".join(reasons))
     click.echo("ok: rendered output is current" + (f" and nothing deployed on {base} is broken" if base else ""))
 
 

@@ -158,6 +158,11 @@ VERSION_SETTINGS = [
     ("failure_threshold", "failure threshold"), ("collect_model_data", "model data collection"),
     ("is_control_version_type", "control"),
 ]
+ENDPOINT_SETTINGS = [("auth_enabled", "key auth"), ("token_auth_enabled", "token auth"),
+                     ("enable_app_insights", "App Insights"), ("namespace", "namespace")]
+# Fields that get a sentence of their own; a change to any other field is named in a catch-all sentence.
+DESCRIBED_VERSION = {s for s, _ in VERSION_SETTINGS} | {"version_name", "models", "traffic_percentile", "is_default"}
+DESCRIBED_ENDPOINT = {s for s, _ in ENDPOINT_SETTINGS} | {"name", "versions", "properties"}
 
 
 def describe(old: Endpoint | None, new: Endpoint | None, key: tuple[str, str]) -> EndpointChange:
@@ -183,14 +188,35 @@ def describe(old: Endpoint | None, new: Endpoint | None, key: tuple[str, str]) -
         change.sentences += [f"{name} {s}" for s in _image_and_models(a, b)]
         change.sentences += [f"{name} {words} {_show(a.get(setting))} -> {_show(b.get(setting))}"
                              for setting, words in VERSION_SETTINGS if a.get(setting) != b.get(setting)]
-    for setting, words in (("auth_enabled", "key auth"), ("token_auth_enabled", "token auth"),
-                           ("enable_app_insights", "App Insights"), ("namespace", "namespace")):
+        other = _other_fields(a, b, DESCRIBED_VERSION)
+        if other:
+            change.sentences.append(f"{name} {', '.join(other)} changed")
+    for setting, words in ENDPOINT_SETTINGS:
         if old.settings.get(setting) != new.settings.get(setting):
             change.sentences.append(f"{words} {_show(old.settings.get(setting))} -> {_show(new.settings.get(setting))}")
-    added = sorted(set(new.settings.get("properties", {})) - set(old.settings.get("properties", {})))
+    old_properties, new_properties = old.settings.get("properties", {}), new.settings.get("properties", {})
+    added = sorted(set(new_properties) - set(old_properties))
     if added:
         change.sentences.append(f"properties added: {', '.join(added)}")
+    broken = sorted(k for k, v in old_properties.items() if new_properties.get(k) != v)
+    if broken:
+        change.sentences.append(f"properties removed or changed: {', '.join(broken)}")
+    other = _other_fields(old.settings, new.settings, DESCRIBED_ENDPOINT)
+    if other:
+        change.sentences.append(f"{', '.join(other)} changed")
     return change
+
+
+def _other_fields(a: dict[str, Any], b: dict[str, Any], described: set[str]) -> list[str]:
+    """Fields that differ and have no sentence of their own (inference_config's image has one)."""
+    names = []
+    for key in sorted((set(a) | set(b)) - described):
+        if key == "inference_config":
+            old, new = a[key], b[key]
+            names += [f"{key}.{k}" for k in sorted(set(old) | set(new)) if k != "image" and old.get(k) != new.get(k)]
+        elif a.get(key) != b.get(key):
+            names.append(key)
+    return names
 
 
 def _image_and_models(a: dict[str, Any], b: dict[str, Any]) -> Iterator[str]:
@@ -229,8 +255,15 @@ def unified(path: str, before: str, after: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _no_endpoint_changes(d: Diff) -> str:
+    if d.files:
+        return (f"no endpoint spec changes, but {len(d.files)} manifest file(s) change "
+                "(environment settings or templates)")
+    return "no endpoint changes"
+
+
 def as_text(d: Diff) -> str:
-    lines = [f"{c.title}: " + "; ".join(c.sentences) for c in d.changes] or ["no endpoint changes"]
+    lines = [f"{c.title}: " + "; ".join(c.sentences) for c in d.changes] or [_no_endpoint_changes(d)]
     patches = [unified(path, a, b) for path, (a, b) in d.files.items()]
     return "\n".join(lines) + ("\n\n" + "".join(patches) if patches else "\n")
 
@@ -239,7 +272,7 @@ def as_markdown(d: Diff) -> str:
     """A pull-request comment: per endpoint the change in words and the traffic split before and after."""
     out = ["## endpointgen: what this change does", ""]
     if not d.changes:
-        out.append("No endpoint changes.")
+        out.append(_no_endpoint_changes(d)[0].upper() + _no_endpoint_changes(d)[1:] + ".")
     for c in d.changes:
         out += [f"### {c.title}", ""] + [f"- {s}" for s in c.sentences] + [""]
         if c.before != c.after:

@@ -43,6 +43,8 @@ class EndpointgenError(Exception):
 class ProblemsFound(EndpointgenError):
     """Validation found problems; all of them are carried so they print at once."""
 
+    summary = ""  # said after the count, e.g. that nothing was written
+
     def __init__(self, problems: list[Problem]):
         super().__init__(f"{len(problems)} problem(s) found")
         self.problems = sorted(set(problems))

@@ -119,6 +119,12 @@ def _swap_tree(target: Path, files: Files) -> None:
             shutil.rmtree(retired, ignore_errors=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, content: str) -> None:
     """Write a file through a temporary file in the same folder and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +132,7 @@ def write_atomic(path: Path, content: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(content)
+        os.chmod(temp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
