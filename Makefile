@@ -46,3 +46,9 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+
+# Benchmark (issue 6): synthetic repo, timed CLI steps and anchors; writes bench/results.json.
+# e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--endpoints 1000 --runs 1".
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

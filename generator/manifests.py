@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,15 @@ class Report:
     invalid: set[str] = field(default_factory=set)
     endpoints: int = 0
     environments: int = 0
+
+    def merge(self, other: Report) -> None:
+        """Add another part's results (from a worker) to this report."""
+        self.problems += other.problems
+        self.waived += other.waived
+        self.objects += other.objects
+        self.files |= other.files
+        self.skipped += other.skipped
+        self.invalid |= other.invalid
 
     def summary(self) -> str:
         valid = self.objects - self.skipped - len(self.invalid)
@@ -145,11 +155,18 @@ def check_environment(objects: list[RenderedObject], kubernetes_version: str, op
             report.invalid.add(o.path)
 
 
+@cache
+def schema_store(kubernetes_version: str, locations: tuple[str, ...], strict: bool, cache_dir: Path | None
+                 ) -> SchemaStore:
+    """One store per settings and process, so each schema is compiled once per run."""
+    return SchemaStore(kubernetes_version, list(locations), strict=strict, cache_dir=cache_dir)
+
+
 def schema_violations(objects: list[RenderedObject], kubernetes_version: str,
                       options: Options) -> list[tuple[RenderedObject, JsonPath, str, str]]:
     """JSON Schema errors of every object, each schema compiled once."""
     try:
-        store = SchemaStore(kubernetes_version, options.locations, strict=options.strict, cache_dir=options.cache_dir)
+        store = schema_store(kubernetes_version, tuple(options.locations), options.strict, options.cache_dir)
     except SchemaError as exc:
         raise EndpointgenError(str(exc)) from None
     found: list[tuple[RenderedObject, JsonPath, str, str]] = []

@@ -48,17 +48,18 @@ def select_environments(root: Path, requested: Sequence[str]) -> list[str]:
     return sorted(set(requested)) if requested else available
 
 
-def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mapping[Path, str] | None = None
-                    ) -> Repository:
+def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mapping[Path, str] | None = None,
+                    only: Sequence[Path] | None = None) -> Repository:
     """Load and validate the selected environments and all of their endpoint specs.
 
-    `overrides` replaces (or adds) files with the given text, so an edit is validated before it is written.
+    `overrides` replaces (or adds) files with the given text, so an edit is validated before it is written;
+    `only` limits the endpoint specs read to these files (an incremental render checks the rest by digest).
     """
     repo = Repository(root, overrides=dict(overrides or {}))
     for env_name in select_environments(root, requested):
         env_dir = root / ENVIRONMENTS_DIR / env_name
         env = _load_environment(repo, env_dir)
-        paths = {p for p in (env_dir / ENDPOINTS_DIR).glob("*") if p.is_file()}
+        paths = {p for p in (env_dir / ENDPOINTS_DIR).glob("*") if p.is_file()} if only is None else set(only)
         paths |= {p for p in repo.overrides if p.parent == env_dir / ENDPOINTS_DIR}
         for path in sorted(paths):
             _load_endpoint(repo, env, path)

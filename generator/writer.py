@@ -54,7 +54,7 @@ def owned_files(root: Path, env: str) -> tuple[list[str], list[str]]:
     for path in candidates:
         (ours if is_generated(path) else foreign).append(path.relative_to(root).as_posix())
     clusters = root / CLUSTERS_DIR / env
-    for path in sorted(clusters.glob("*.yaml")) if clusters.is_dir() else []:
+    for path in sorted(clusters.rglob("*.yaml")) if clusters.is_dir() else []:
         if is_generated(path):
             ours.append(path.relative_to(root).as_posix())
     return ours, foreign
@@ -85,25 +85,40 @@ def write_environment(root: Path, env: str, files: Files) -> TreeDiff:
     if diff.clean:
         return diff
     prefix = f"{RENDERED_DIR}/{env}/"
-    _swap_tree(root / RENDERED_DIR / env, {rel[len(prefix):]: c for rel, c in files.items() if rel.startswith(prefix)})
-    for rel, content in files.items():
+    changed = set(diff.stale) | set(diff.missing)
+    if any(rel.startswith(prefix) for rel in [*changed, *diff.extra]):
+        _swap_tree(root / RENDERED_DIR / env, {rel[len(prefix):]: c for rel, c in files.items() if rel.startswith(prefix)},
+                   keep={rel[len(prefix):] for rel in files if rel.startswith(prefix) and rel not in changed})
+    for rel in sorted(changed):
         if not rel.startswith(prefix):
-            write_atomic(root / rel, content)
+            write_atomic(root / rel, files[rel])
     for rel in diff.extra:
         if not rel.startswith(prefix):
             (root / rel).unlink(missing_ok=True)
     return diff
 
 
-def _swap_tree(target: Path, files: Files) -> None:
-    """Build the tree in a temporary folder beside `target`, then swap it in with two renames."""
+def _swap_tree(target: Path, files: Files, keep: set[str] | None = None) -> None:
+    """Build the tree in a temporary folder beside `target`, then swap it in with two renames.
+
+    Files in `keep` are unchanged: they are hard-linked from the current tree instead of written again.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     retired = target.parent / f".{target.name}.old-{staging.name.rsplit('-', 1)[-1]}"
     try:
+        made: set[Path] = set()
         for rel, content in files.items():
             path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            if keep and rel in keep:
+                try:
+                    os.link(target / rel, path)
+                    continue
+                except OSError:
+                    pass  # no hard links here (or the file vanished): write it
             path.write_text(content, encoding="utf-8")
         if target.exists():
             os.rename(target, retired)

@@ -215,3 +215,17 @@ def test_near_valid_strategy_reaches_the_semantic_rules(fuzz_repo: Path) -> None
     collect()
     assert len(accepted) >= 5, f"the near-valid strategy produced only {len(accepted)} valid spec(s)"
     assert any(len(spec["versions"]) > 1 for spec in accepted)
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 200) | st.floats(allow_nan=False, width=32) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["name", "versions", "version_name", "cpu_cores", "models", "uri", "image", "tags",
+                         "entry_script", "inference_config", "traffic_percentile", "x"]), children, max_size=4),
+    max_leaves=20))
+def test_the_fast_schema_check_agrees_with_jsonschema(spec: object) -> None:
+    """jsonschema-rs is only a shortcut: whatever it accepts, the reference validator accepts too, and vice versa."""
+    from generator.schema import ENDPOINT_SCHEMA, is_valid, validator
+
+    assert is_valid(spec, ENDPOINT_SCHEMA) == validator(ENDPOINT_SCHEMA).is_valid(spec)

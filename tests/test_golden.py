@@ -1,7 +1,9 @@
 """Golden tests: the example environments render to exactly the files under tests/golden.
 
 tests/golden/<env>/ mirrors the repo-relative paths of everything render writes
-for <env>: rendered/<env>/** and clusters/<env>/endpoints.yaml. Refresh it after
+for <env>: rendered/<env>/** (platform/, endpoints/<ep>/ and their kustomization.yaml
+files) and the Flux Kustomizations clusters/<env>/platform.yaml and
+clusters/<env>/endpoints/<ep>.yaml. Refresh it after
 an intended change with `make golden` (ENDPOINTGEN_UPDATE_GOLDEN=1 pytest
 tests/test_golden.py) and review the diff.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from generator.generate import check, plan
+from generator.repository import load_repository
 from render_helpers import EXAMPLE_ENVS, PROJECT
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -54,7 +57,14 @@ def test_examples_exist() -> None:
 @pytest.mark.parametrize("env", EXAMPLE_ENVS)
 def test_render_matches_golden(env: str, rendered: dict[str, dict[str, str]]) -> None:
     files = rendered[env]
-    assert f"rendered/{env}/kustomization.yaml" in files and f"clusters/{env}/endpoints.yaml" in files
+    assert f"rendered/{env}/kustomization.yaml" in files
+    assert f"rendered/{env}/platform/kustomization.yaml" in files and f"clusters/{env}/platform.yaml" in files
+    endpoints = sorted(ep.name for ep in load_repository(PROJECT, [env]).endpoints_of(env))
+    assert endpoints, f"no example endpoints in {env}"
+    for ep in endpoints:
+        assert f"rendered/{env}/endpoints/{ep}/kustomization.yaml" in files, ep
+        assert f"clusters/{env}/endpoints/{ep}.yaml" in files, ep
+    assert f"clusters/{env}/endpoints.yaml" not in files
     if UPDATE:
         write_golden(env, files)
     golden = golden_files(env)

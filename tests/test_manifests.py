@@ -17,10 +17,12 @@ import pytest
 import yaml
 
 from generator.generate import plan
+from generator.render import render_manifests
+from generator.repository import load_repository
 from generator.kubeschemas import (DEFAULT_TEMPLATE, SchemaError, SchemaStore, as_template, builtin_dir,
                                    builtin_versions, expand)
 from generator.manifests import (KubeconformError, Options, RenderedObject, Report, check_environment,
-                                 objects_from_files, run_kubeconform, schema_violations)
+                                 objects_from_files, run_kubeconform, schema_store, schema_violations)
 from manifest_fixtures.objects import deployment, endpoint_objects, scoring
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -79,8 +81,10 @@ def test_subject_without_namespace_or_metadata() -> None:
 
 def _example_objects(tmp_path: Path) -> dict[str, list[RenderedObject]]:
     shutil.copytree(PROJECT / "environments", tmp_path / "environments")
-    p = plan(tmp_path)
-    return {env: [RenderedObject(m.path, m.text, m.obj) for m in found] for env, found in p.manifests.items()}
+    repo = load_repository(tmp_path)
+    assert not repo.problems
+    return {env.name: [RenderedObject(m.path, m.text, m.obj) for m in render_manifests(env, repo.endpoints_of(env.name))]
+            for env in repo.environments}
 
 
 def test_every_example_object_has_a_schema_and_passes_it(tmp_path: Path) -> None:
@@ -204,6 +208,7 @@ def test_schema_violations_compile_each_schema_once(monkeypatch: pytest.MonkeyPa
         return original(self, api_version, kind)
 
     monkeypatch.setattr(SchemaStore, "_compile", counting)
+    schema_store.cache_clear()
     objects = [rendered(o) for o in endpoint_objects("key") * 3]
     assert schema_violations(objects, K8S, Options(locations=[str(CRD_SCHEMAS)])) == []
     assert sorted(calls) == sorted({(o.obj["apiVersion"], o.obj["kind"]) for o in objects})

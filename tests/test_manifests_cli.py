@@ -36,7 +36,7 @@ VS_SUBJECT = "VirtualService ml-endpoints-dev/sentiment"
 SERVICE = f"{SENTIMENT}/service-sentiment-blue.yaml"
 CLASSIFIER = "rendered/dev/endpoints/image-classifier/deployment-image-classifier-resnet-v3.yaml"
 CLASSIFIER_SUBJECT = "Deployment ml-endpoints-dev/image-classifier-resnet-v3"
-SCORING = "      - name: scoring\n"  # the scoring container of a rendered Deployment (after the init containers)
+SCORING = "        - name: scoring\n"  # the scoring container of a rendered Deployment (after the init containers)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def object_files(root: Path, env: str | None = None) -> list[str]:
     found = []
     for name in envs:
         found += [p for p in (root / "rendered" / name).rglob("*.yaml") if p.name != "kustomization.yaml"]
-        found += list((root / "clusters" / name).glob("*.yaml"))
+        found += list((root / "clusters" / name).rglob("*.yaml"))
     return sorted(p.relative_to(root).as_posix() for p in found)
 
 
@@ -167,11 +167,11 @@ BROKEN = [
     Broken("wrong-type", BLUE, _spec_line("  replicas: two"),
            "schema", "spec.replicas", BLUE_SUBJECT, "  replicas: two", "two", "integer"),
     Broken("container-without-name", BLUE,
-           lambda r: replace_once(r / BLUE, SCORING + "        image: ", "      - image: "),
-           "schema", "spec.template.spec.containers[0]", BLUE_SUBJECT, "      - image: mlacrdev.azurecr.io/scoring",
+           lambda r: replace_once(r / BLUE, SCORING + "          image: ", "        - image: "),
+           "schema", "spec.template.spec.containers[0]", BLUE_SUBJECT, '        - image: "mlacrdev.azurecr.io/scoring',
            "image", '"name" is a required property'),
     Broken("service-port-without-port", SERVICE,
-           lambda r: replace_once(r / SERVICE, "    port: 80\n", ""),
+           lambda r: replace_once(r / SERVICE, "      port: 80\n", ""),
            "schema", "spec.ports[0]", "Service ml-endpoints-dev/sentiment-blue", "  - name: http", "name",
            '"port" is a required property'),
     Broken("liveness-success-threshold", BLUE,
@@ -179,8 +179,8 @@ BROKEN = [
            "probes", "spec.template.spec.containers[0].livenessProbe.successThreshold", BLUE_SUBJECT,
            "successThreshold: 3", "3", "successThreshold must be 1, got 3"),
     Broken("privileged", BLUE,
-           lambda r: replace_after(r / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
-                                   "          allowPrivilegeEscalation: false\n          privileged: true\n"),
+           lambda r: replace_after(r / BLUE, SCORING, "            allowPrivilegeEscalation: false\n",
+                                   "            allowPrivilegeEscalation: false\n            privileged: true\n"),
            "pss-privileged", "spec.template.spec.containers[0].securityContext.privileged", BLUE_SUBJECT,
            "privileged: true", "true", "privileged containers are not allowed"),
     Broken("privilege-escalation", BLUE,
@@ -189,7 +189,7 @@ BROKEN = [
            "pss-privilege-escalation", "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
            BLUE_SUBJECT, "allowPrivilegeEscalation: true", "true", "allowPrivilegeEscalation must be false"),
     Broken("weights-sum-to-90", VS,
-           lambda r: replace_once(r / VS, "weight: 50\n    timeout: 60s", "weight: 40\n    timeout: 60s"),
+           lambda r: replace_once(r / VS, "weight: 50\n      timeout: 60s", "weight: 40\n      timeout: 60s"),
            "traffic-weights", "spec.http[2].route", VS_SUBJECT, "  - name: weighted", "- destination",
            "weights [50, 40] must be integers summing to 100"),
     Broken("route-to-missing-host", VS,
@@ -201,10 +201,10 @@ BROKEN = [
            "no-replicas-under-hpa", "spec.replicas", BLUE_SUBJECT, "  replicas: 3", "3",
            "HorizontalPodAutoscaler sentiment-blue manages the scale"),
     Broken("gpu-request-differs-from-limit", CLASSIFIER,
-           lambda r: replace_once(r / CLASSIFIER, "limits:\n            nvidia.com/gpu: '1'",
-                                  "limits:\n            nvidia.com/gpu: '2'"),
+           lambda r: replace_once(r / CLASSIFIER, 'limits:\n              nvidia.com/gpu: "1"',
+                                  'limits:\n              nvidia.com/gpu: "2"'),
            "extended-resources", "spec.template.spec.containers[0].resources.requests.nvidia.com/gpu",
-           CLASSIFIER_SUBJECT, "nvidia.com/gpu: '1'", "'1'", "extended resource: requests must equal limits"),
+           CLASSIFIER_SUBJECT, 'nvidia.com/gpu: "1"', '"1"', "extended resource: requests must equal limits"),
     Broken("bad-quantity", BLUE,
            lambda r: replace_once(r / BLUE, "memory: 512Mi", "memory: 512MB"),
            "quantities", "spec.template.spec.containers[0].resources.requests.memory", BLUE_SUBJECT,
@@ -224,7 +224,7 @@ BROKEN = [
     Broken("latest-image", BLUE,
            lambda r: replace_once(r / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest"),
            "image-pinned", "spec.template.spec.containers[0].image", BLUE_SUBJECT,
-           "image: mlacrdev.azurecr.io/scoring/sentiment:latest", "mlacrdev.azurecr.io", "is not pinned"),
+           'image: "mlacrdev.azurecr.io/scoring/sentiment:latest"', '"mlacrdev.azurecr.io', "is not pinned"),
     Broken("two-documents-in-one-file", SERVICE,
            lambda r: (r / SERVICE).write_text((r / SERVICE).read_text() + "---\napiVersion: v1\nkind: ConfigMap\n"
                                               "metadata:\n  name: extra\n"),
@@ -266,8 +266,8 @@ def test_untouched_environment_is_not_blamed(rendered_repo: Path) -> None:
 
 def test_malformed_object_is_a_problem_not_a_crash(rendered_repo: Path) -> None:
     """Wrong shapes the rules cannot walk (a port that is a number, a Deployment without a name)."""
-    replace_once(rendered_repo / BLUE, "        - name: http\n          containerPort: 5001\n          protocol: TCP\n",
-                 "        - 5001\n")
+    replace_once(rendered_repo / BLUE, "            - name: http\n              containerPort: 5001\n"
+                 "              protocol: TCP\n", "            - 5001\n")
     replace_once(rendered_repo / CLASSIFIER, "  name: image-classifier-resnet-v3\n  namespace", "  namespace")
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
     assert result.exit_code == 1
@@ -552,8 +552,8 @@ def test_waiver_applies_to_the_rendered_files_too(rendered_repo: Path) -> None:
 def test_waiving_one_policy_does_not_waive_another(rendered_repo: Path) -> None:
     _waive(rendered_repo, "image-pinned")
     replace_once(rendered_repo / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
-    replace_after(rendered_repo / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
-                  "          allowPrivilegeEscalation: false\n          privileged: true\n")
+    replace_after(rendered_repo / BLUE, SCORING, "            allowPrivilegeEscalation: false\n",
+                  "            allowPrivilegeEscalation: false\n            privileged: true\n")
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json", "--summary")
     assert result.exit_code == 1
     problems = json_problems(result)
@@ -740,8 +740,8 @@ def test_kubeconform_engine_arguments(rendered_repo: Path, fake_kubeconform: Pat
 
 def test_kubeconform_findings_are_merged_with_endpointgen_rules(rendered_repo: Path, fake_kubeconform: Path) -> None:
     replace_once(rendered_repo / BLUE, "  revisionHistoryLimit: 5\n", "  replicas: two\n  revisionHistoryLimit: 5\n")
-    replace_after(rendered_repo / BLUE, SCORING, "          allowPrivilegeEscalation: false\n",
-                  "          allowPrivilegeEscalation: false\n          privileged: true\n")
+    replace_after(rendered_repo / BLUE, SCORING, "            allowPrivilegeEscalation: false\n",
+                  "            allowPrivilegeEscalation: false\n            privileged: true\n")
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--output", "json")
     assert result.exit_code == 1
     problems = json_problems(result)
@@ -791,8 +791,37 @@ def test_kustomization_must_list_exactly_the_rendered_files(rendered_repo: Path)
     gone.unlink()
     result = validate(rendered_repo, "--rendered")
     assert result.exit_code == 1
-    assert ("rendered/dev/kustomization.yaml:1:1: resources: lists 'endpoints/sentiment/service-sentiment-green.yaml', "
+    kustomization = "rendered/dev/endpoints/sentiment/kustomization.yaml"
+    assert (f"{kustomization}:1:1: resources: lists 'service-sentiment-green.yaml', "
             "which does not exist [kustomization-resources]") in result.stderr
-    assert ("rendered/dev/kustomization.yaml:1:1: resources: does not list "
-            "'endpoints/sentiment/service-sentiment-extra.yaml', so Flux would not apply it "
+    assert (f"{kustomization}:1:1: resources: does not list "
+            "'service-sentiment-extra.yaml', so Flux would not apply it "
             "[kustomization-resources]") in result.stderr
+    found = [line for line in result.stderr.splitlines() if "[kustomization-resources]" in line]
+    assert len(found) == 2 and all(line.startswith(f"{kustomization}:") for line in found), found
+    assert validate(rendered_repo, "--rendered", "--env", "prod").exit_code == 0
+
+
+def test_platform_kustomization_must_list_exactly_its_files(rendered_repo: Path) -> None:
+    platform = rendered_repo / "rendered/dev/platform"
+    gone = platform / "namespaces/ml-endpoints-dev/peerauthentication-default.yaml"
+    gone.unlink()
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    assert ("rendered/dev/platform/kustomization.yaml:1:1: resources: lists "
+            "'namespaces/ml-endpoints-dev/peerauthentication-default.yaml', which does not exist "
+            "[kustomization-resources]") in result.stderr.splitlines()
+
+
+def test_environment_kustomization_must_list_every_folder(rendered_repo: Path) -> None:
+    """rendered/<env>/kustomization.yaml lists the platform and endpoint folders; each folder needs its own."""
+    base = rendered_repo / "rendered/dev"
+    replace_once(base / "kustomization.yaml", "  - endpoints/sentiment\n", "")
+    (base / "endpoints/image-classifier/kustomization.yaml").unlink()
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert ("rendered/dev/kustomization.yaml:1:1: resources: does not list 'endpoints/sentiment', so Flux would "
+            "not apply it [kustomization-resources]") in lines
+    assert ("rendered/dev/endpoints/image-classifier/kustomization.yaml:1:1: missing: Flux builds this folder "
+            "from it; run `make render` [kustomization-resources]") in lines

@@ -209,9 +209,9 @@ def test_diff_describes_the_change_then_shows_the_manifest_diff(base: Path, run_
         "rendered/prod/endpoints/sentiment/virtualservice-sentiment.yaml",
     ]
     changes = [line for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert f"-        image: {PROD_IMAGE}:1.4.2" in changes and f"+        image: {PROD_IMAGE}:1.4.3" in changes
+    assert f'-          image: "{PROD_IMAGE}:1.4.2"' in changes and f'+          image: "{PROD_IMAGE}:1.4.3"' in changes
     assert "-  maxReplicas: 8" in changes and "+  maxReplicas: 10" in changes
-    assert ["-      weight: 90", "+      weight: 80", "-      weight: 10", "+      weight: 20"] == [
+    assert ["-          weight: 90", "+          weight: 80", "-          weight: 10", "+          weight: 20"] == [
         line for line in changes if "weight:" in line]
 
 
@@ -251,6 +251,12 @@ def test_diff_of_a_new_and_a_removed_endpoint(base: Path, run_cli: Run) -> None:
     assert "+++ b/rendered/prod/endpoints/fraud/virtualservice-fraud.yaml" in text.splitlines()
     assert "--- a/rendered/prod/endpoints/image-classifier/virtualservice-image-classifier.yaml" in text.splitlines()
     assert "+++ /dev/null" in text.splitlines() and "--- /dev/null" in text.splitlines()
+    # each endpoint has a Flux Kustomization of its own, and rendered/prod/kustomization.yaml lists its folder
+    assert "+++ b/clusters/prod/endpoints/fraud.yaml" in text.splitlines()
+    assert "--- a/clusters/prod/endpoints/image-classifier.yaml" in text.splitlines()
+    assert "+++ b/rendered/prod/kustomization.yaml" in text.splitlines()
+    assert {"+  - endpoints/fraud", "-  - endpoints/image-classifier"} <= set(text.splitlines())
+    assert "clusters/prod/platform.yaml" not in text
 
     markdown = diff(run_cli, "--format", "markdown")
     assert "### fraud (prod)\n\n- new endpoint (gbm-v3 75%, gbm-v4 25%)\n\n" in markdown

@@ -651,13 +651,77 @@ def test_namespaces_carry_the_istio_revision(output: Output) -> None:
         assert strict == set(namespaces)
 
 
+PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication"}
+
+
+def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> None:
+    """Shared objects in rendered/<env>/platform, everything else in its endpoint's folder; one Flux
+    Kustomization for the platform and one per endpoint, which waits for the platform."""
+    files, objects = output.files, output.objects
+    envs = sorted({rel.split("/")[1] for rel in files})
+    for env in envs:
+        endpoints = sorted({rel.split("/")[3] for rel in files if rel.startswith(f"rendered/{env}/endpoints/")})
+        assert endpoints, env
+        for rel, obj in in_env(objects, env).items():
+            if rel.startswith("clusters/"):
+                assert obj["kind"] == "Kustomization", rel
+            elif obj["kind"] in PLATFORM_KINDS:
+                assert rel.startswith(f"rendered/{env}/platform/"), rel
+                if obj["kind"] != "Gateway":
+                    ns = obj["metadata"].get("namespace") or obj["metadata"]["name"]
+                    assert rel.startswith(f"rendered/{env}/platform/namespaces/{ns}/"), rel
+            else:
+                endpoint = obj["metadata"]["labels"]["endpointgen.io/endpoint"]
+                assert rel.startswith(f"rendered/{env}/endpoints/{endpoint}/"), rel
+        flux = {rel: o for rel, o in in_env(objects, env).items() if rel.startswith("clusters/")}
+        assert sorted(flux) == sorted([f"clusters/{env}/platform.yaml",
+                                       *(f"clusters/{env}/endpoints/{ep}.yaml" for ep in endpoints)])
+        platform = flux[f"clusters/{env}/platform.yaml"]
+        assert platform["metadata"]["name"] == f"{env}-platform"
+        assert platform["spec"]["path"] == f"./rendered/{env}/platform" and "dependsOn" not in platform["spec"]
+        for ep in endpoints:
+            k = flux[f"clusters/{env}/endpoints/{ep}.yaml"]
+            assert k["metadata"]["name"] == f"{env}-{ep}"
+            assert k["spec"]["path"] == f"./rendered/{env}/endpoints/{ep}"
+            assert k["spec"]["dependsOn"] == [{"name": f"{env}-platform"}]
+        for k in flux.values():
+            assert k["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "endpointgen"
+            assert k["spec"]["prune"] is True and k["spec"]["wait"] is True
+            assert {"interval", "retryInterval", "timeout"} <= set(k["spec"])
+            assert k["spec"]["sourceRef"]["kind"] == "GitRepository"
+            folder = k["spec"]["path"][2:]
+            assert f"{folder}/kustomization.yaml" in files, folder
+        assert len({k["metadata"]["name"] for k in flux.values()}) == len(flux)
+
+
+def test_every_kustomization_lists_exactly_its_folder(output: Output) -> None:
+    files = output.files
+    for env in sorted({rel.split("/")[1] for rel in files}):
+        base = f"rendered/{env}"
+        folders = sorted(rel[len(base) + 1:-len("/kustomization.yaml")] for rel in files
+                         if rel.startswith(f"{base}/") and rel.endswith("/kustomization.yaml")
+                         and rel != f"{base}/kustomization.yaml")
+        top = yaml.safe_load(files[f"{base}/kustomization.yaml"])
+        assert top["resources"] == folders
+        assert "platform" in folders and all(f == "platform" or f.startswith("endpoints/") for f in folders)
+        listed = set()
+        for folder in folders:
+            resources = yaml.safe_load(files[f"{base}/{folder}/kustomization.yaml"])["resources"]
+            assert resources == sorted(resources) and resources, folder
+            present = sorted(rel[len(base) + len(folder) + 2:] for rel in files
+                             if rel.startswith(f"{base}/{folder}/") and not rel.endswith("/kustomization.yaml"))
+            assert resources == present, folder
+            listed |= {f"{base}/{folder}/{r}" for r in resources}
+        assert listed == {rel for rel in files if rel.startswith(f"{base}/") and not rel.endswith("kustomization.yaml")}
+
+
 def test_every_file_has_the_generated_header(output: Output) -> None:
     root, files = output.root, output.files
     for rel, text in files.items():
         env = rel.split("/")[1]
         first = text.splitlines()[0]
-        if rel == f"rendered/{env}/kustomization.yaml":
-            source = f"environments/{env}"
+        if rel.startswith(f"rendered/{env}/") and rel.endswith("/kustomization.yaml"):
+            source = f"environments/{env}"  # the environment-wide one, platform/ and each endpoint folder
         elif rel.startswith(f"rendered/{env}/endpoints/"):
             source = f"environments/{env}/endpoints/{rel.split('/')[3]}.yaml"
         else:

@@ -1,0 +1,116 @@
+"""What the last render wrote, so that a render with nothing changed returns at once.
+
+Per environment, a fingerprint covers everything its output depends on
+(endpointgen's code, templates and schemas, the environment file and every
+endpoint spec) and a record holds each output file's size and modification
+time. When the fingerprint and every file's stat still match, the disk holds
+what render would write. `check` never relies on this: it compares real bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .model import Endpoint
+from .render import CLUSTERS_DIR, RENDERED_DIR
+from .repository import ENDPOINTS_DIR, ENVIRONMENT_FILE, ENVIRONMENTS_DIR
+from .writer import write_atomic
+
+CACHE_DIR = ".endpointgen-cache"
+STATE_FILE = "render-state.json"
+_TOOL = Path(__file__).resolve().parent.parent
+
+
+def tool_digest() -> str:
+    digest = hashlib.sha256(__version__.encode())
+    for folder, pattern in (("generator", "*.py"), ("templates", "*"), ("schema", "*.json")):
+        for path in sorted((_TOOL / folder).glob(pattern)):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def base_digest(root: Path, env: str, tool: str) -> str:
+    """A digest of what every endpoint of the environment depends on: the tool and the environment file."""
+    env_file = root / ENVIRONMENTS_DIR / env / ENVIRONMENT_FILE
+    return hashlib.sha256(tool.encode() + b"\0" + (env_file.read_bytes() if env_file.is_file() else b"")).hexdigest()
+
+
+def spec_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(root: Path, env: str, tool: str) -> str:
+    """A digest of every input of one environment's output."""
+    digest = hashlib.sha256(tool.encode())
+    env_dir = root / ENVIRONMENTS_DIR / env
+    for path in [env_dir / ENVIRONMENT_FILE, *sorted((env_dir / ENDPOINTS_DIR).glob("*"))]:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def output_stats(root: Path, env: str) -> dict[str, list[int]]:
+    """Size and modification time of every file under rendered/<env> and clusters/<env>."""
+    stats: dict[str, list[int]] = {}
+    for base in (root / RENDERED_DIR / env, root / CLUSTERS_DIR / env):
+        stack = [base] if base.is_dir() else []
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    else:
+                        info = entry.stat(follow_symlinks=False)
+                        stats[Path(entry.path).relative_to(root).as_posix()] = [info.st_size, info.st_mtime_ns]
+    return stats
+
+
+def _load(root: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((root / CACHE_DIR / STATE_FILE).read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def entry(root: Path, env: str) -> dict[str, Any] | None:
+    """The recorded state of one environment, if any."""
+    found = _load(root).get(env)
+    return found if isinstance(found, dict) else None
+
+
+def unchanged(root: Path, envs: list[str]) -> bool:
+    """True when nothing render depends on changed since it last wrote these environments, nor their output."""
+    state, tool = _load(root), tool_digest()
+    for env in envs:
+        entry = state.get(env)
+        if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint(root, env, tool):
+            return False
+        if entry.get("files") != output_stats(root, env):
+            return False
+    return True
+
+
+def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Remember the inputs, output files and endpoint summaries of the environments render just made current."""
+    state, tool = _load(root), tool_digest()
+    for env, endpoints in summaries.items():
+        state[env] = {
+            "fingerprint": fingerprint(root, env, tool),
+            "base": base_digest(root, env, tool),
+            "files": output_stats(root, env),
+            "endpoints": endpoints,
+        }
+    write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, sort_keys=True))
+
+
+def summary(ep: Endpoint) -> dict[str, Any]:
+    """What the other endpoints of an environment need to know of this one without loading it."""
+    return {"spec": spec_digest(ep.doc.path), "namespace": ep.namespace,
+            "objects": sorted(f"{ep.name}-{v.name}" for v in ep.versions)}
