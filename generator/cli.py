@@ -52,6 +52,33 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar (it only shows on a terminal).")
+
+
+class ProgressBar:
+    """A progress bar on stderr, drawn only on a terminal and unless --quiet; created on the first report."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label = label
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 env_option = click.option("--env", "envs", multiple=True, metavar="ENV",
                           help="Environment to work on (repeatable; default: all).")
 
@@ -85,11 +112,12 @@ def cli(ctx: click.Context, root: Path) -> None:
 @click.option("--engine", type=click.Choice(["builtin", "kubeconform"]), default="builtin", show_default=True,
               help="Schema validation engine; kubeconform runs the binary on PATH with the same locations.")
 @click.option("--summary", is_flag=True, help="Print a summary line of the objects checked.")
+@quiet_option
 @click.pass_context
 @reports_errors
 def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: bool, specs_only: bool,
              locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...],
-             engine: str, summary: bool) -> None:
+             engine: str, summary: bool, quiet: bool) -> None:
     """Validate the specs, then every rendered object: schemas, API-server rules and policies."""
     ctx.meta["output"] = output
     root: Path = ctx.obj
@@ -108,7 +136,8 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
         engine=engine,
         cache_dir=root / ".endpointgen-cache" / "schemas",
     )
-    report = validate_manifests(root, envs, options, from_disk=from_disk)
+    with ProgressBar("checking manifests", quiet) as bar:
+        report = validate_manifests(root, envs, options, from_disk=from_disk, progress=bar)
     if output == "json":
         click.echo(json.dumps([asdict(p) for p in sorted(report.problems) + sorted(report.waived)], indent=2))
     elif output == "junit":
@@ -158,11 +187,13 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
 
 @cli.command()
 @env_option
+@quiet_option
 @click.pass_context
 @reports_errors
-def render(ctx: click.Context, envs: tuple[str, ...]) -> None:
+def render(ctx: click.Context, envs: tuple[str, ...], quiet: bool) -> None:
     """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
-    result = render_output(ctx.obj, envs)
+    with ProgressBar("rendering endpoints", quiet) as bar:
+        result = render_output(ctx.obj, envs, bar)
     for env, diff in sorted(result.items()):
         changed = len(diff.stale) + len(diff.missing)
         summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
@@ -173,12 +204,14 @@ def render(ctx: click.Context, envs: tuple[str, ...]) -> None:
 @env_option
 @click.option("--base", default=None, metavar="REF",
               help="Git ref of the pull request's base (e.g. origin/main): also apply the rules that need history.")
+@quiet_option
 @click.pass_context
 @reports_errors
-def check(ctx: click.Context, envs: tuple[str, ...], base: str | None) -> None:
+def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bool) -> None:
     """Exit 1 when rendered/ or clusters/ are not what render would write now (and, with --base, when the
     change alters a deployed property or an endpoint's namespace)."""
-    lines = check_output(ctx.obj, envs)
+    with ProgressBar("rendering endpoints", quiet) as bar:
+        lines = check_output(ctx.obj, envs, bar)
     history = history_problems(ctx.obj, base, envs) if base else []
     if lines:
         click.echo("\n".join(lines), err=True)

@@ -27,7 +27,7 @@ class StaleOutput(EndpointgenError):
     """The committed output differs from what render would write."""
 
 
-Progress = Callable[[int], None] | None
+Progress = Callable[[int, int], None] | None  # (items just done, total items)
 
 
 @dataclass
@@ -155,7 +155,7 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
         mine = {name: w for (env_name, name), w in waivers.items() if env_name == env.name}
         check_environment(objects, env.settings["kubernetes_version"], options, mine, report)
         if progress:
-            progress(len(endpoints))
+            progress(len(endpoints), len(repo.endpoints))
     return report
 
 

@@ -31,14 +31,17 @@ def _run(chunk: Sequence[int]) -> Any:
 
 
 def map_chunks(task: Callable[[Sequence[int]], T], count: int,
-               progress: Callable[[int], None] | None = None) -> list[T]:
-    """Run `task` over chunks of range(count) (in parallel when it pays); one result per chunk."""
+               progress: Callable[[int, int], None] | None = None) -> list[T]:
+    """Run `task` over chunks of range(count) (in parallel when it pays); one result per chunk.
+
+    `progress(done, total)` is told of every finished chunk.
+    """
     global _task
     workers = min(jobs(), count // MIN_ITEMS_PER_WORKER)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         result = task(range(count))
         if progress:
-            progress(count)
+            progress(count, count)
         return [result]
     size = max(1, count // (workers * 8))  # several chunks per worker keep both busy to the end
     chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
@@ -49,7 +52,7 @@ def map_chunks(task: Callable[[Sequence[int]], T], count: int,
             for chunk, result in zip(chunks, pool.imap(_run, chunks)):
                 results.append(result)
                 if progress:
-                    progress(len(chunk))
+                    progress(len(chunk), count)
         return results
     finally:
         _task = None
