@@ -14,7 +14,7 @@ from .manifests import Options, RenderedObject, Report, check_environment, objec
 from .model import Endpoint, Environment
 from .parallel import map_chunks
 from .problems import EndpointgenError, Problem, ProblemsFound
-from .render import CLUSTERS_DIR, RENDERED_DIR, kustomizations, render_endpoint, render_flux, render_platform
+from .render import CLUSTERS_DIR, RENDERED_DIR, flux_folder, kustomizations, render_endpoint, render_flux, render_platform
 from .repository import Repository, environment_names, load_repository, select_environments
 from .views import environment_view
 from .writer import Files, TreeDiff, compare, owned_files, write_environment
@@ -189,7 +189,8 @@ def kustomization_problems(root: Path, env: str, files: dict[str, str]) -> list[
     """Every kustomization.yaml under rendered/<env> lists exactly what is there (Flux builds from them)."""
     manifests = [path for path in files if path.startswith(f"{RENDERED_DIR}/{env}/")
                  and not path.endswith("/kustomization.yaml")]
-    problems = []
+    problems = [Problem(path, 1, 1, "", "is in no folder a Flux Kustomization applies (platform/ or endpoints/<name>/)",
+                        rule="kustomization-resources") for path in manifests if flux_folder(env, path) is None]
     for rel, text in kustomizations(env, manifests).items():
         expected = set(_resources(text))
         if rel not in files:

@@ -231,17 +231,25 @@ def kustomizations(env_name: str, paths: list[str]) -> dict[str, str]:
     Flux builds each small folder on its own; `kubectl kustomize rendered/<env>` still builds the lot.
     """
     base = f"{RENDERED_DIR}/{env_name}"
-    folders: dict[str, list[str]] = {}
+    folders: dict[str, list[str]] = {f"{base}/{PLATFORM}": []}  # Flux's platform Kustomization needs it, even empty
     for path in paths:
-        if not path.startswith(f"{base}/"):
-            continue
-        parts = path[len(base) + 1:].split("/")
-        folder = f"{base}/{PLATFORM}" if parts[0] == PLATFORM else f"{base}/endpoints/{parts[1]}"
-        folders.setdefault(folder, []).append(path[len(folder) + 1:])
+        folder = flux_folder(env_name, path)
+        if folder is not None:
+            folders.setdefault(folder, []).append(path[len(folder) + 1:])
     files = {f"{folder}/kustomization.yaml": _kustomization(env_name, sorted(resources))
              for folder, resources in folders.items()}
     files[f"{base}/kustomization.yaml"] = _kustomization(env_name, [f[len(base) + 1:] for f in sorted(folders)])
     return files
+
+
+def flux_folder(env_name: str, path: str) -> str | None:
+    """The folder a Flux Kustomization applies `path` from (platform or an endpoint's), or None if none does."""
+    parts = path.split("/")
+    if parts[:2] != [RENDERED_DIR, env_name] or len(parts) < 4:
+        return None
+    if parts[2] == PLATFORM:
+        return "/".join(parts[:3])
+    return "/".join(parts[:4]) if parts[2] == "endpoints" and len(parts) >= 5 else None
 
 
 def _kustomization(env_name: str, resources: list[str]) -> str:

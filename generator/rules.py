@@ -39,6 +39,16 @@ def name_matches_file(ep: Endpoint) -> Iterator[Problem]:
         yield ep.problem(("name",), f"must equal the file name {stem!r} (the file is {ep.doc.path.name})")
 
 
+RESERVED_NAMES = {"platform"}  # the Flux Kustomization <env>-platform applies the shared objects
+
+
+def name_is_not_reserved(ep: Endpoint) -> Iterator[Problem]:
+    """An endpoint cannot be called `platform`: its Flux Kustomization would collide with the shared one."""
+    if ep.name in RESERVED_NAMES:
+        yield ep.problem(("name",), f"{ep.name!r} is reserved (the Flux Kustomization <env>-{ep.name} applies the "
+                                    "shared platform objects); choose another name")
+
+
 def compute_target_matches_cluster(ep: Endpoint) -> Iterator[Problem]:
     """`compute_target_name`, when set, must be the environment's AKS cluster."""
     target = ep.settings.get("compute_target_name")
@@ -238,6 +248,7 @@ def environment_variables_safe(ep: Endpoint) -> Iterator[Problem]:
 
 RULES: list[Rule] = [
     name_matches_file,
+    name_is_not_reserved,
     compute_target_matches_cluster,
     namespace_is_not_a_system_one,
     one_auth_mode,

@@ -55,6 +55,8 @@ def owned_files(root: Path, env: str) -> tuple[list[str], list[str]]:
         (ours if is_generated(path) else foreign).append(path.relative_to(root).as_posix())
     clusters = root / CLUSTERS_DIR / env
     for path in sorted(clusters.rglob("*.yaml")) if clusters.is_dir() else []:
+        if "flux-system" in path.relative_to(clusters).parts:
+            continue  # flux bootstrap's folder is never ours
         if is_generated(path):
             ours.append(path.relative_to(root).as_posix())
     return ours, foreign

@@ -825,3 +825,13 @@ def test_environment_kustomization_must_list_every_folder(rendered_repo: Path) -
             "not apply it [kustomization-resources]") in lines
     assert ("rendered/dev/endpoints/image-classifier/kustomization.yaml:1:1: missing: Flux builds this folder "
             "from it; run `make render` [kustomization-resources]") in lines
+
+
+@pytest.mark.parametrize("stray", ["rendered/dev/notes.yaml", "rendered/dev/endpoints/extra.yaml"])
+def test_a_manifest_outside_the_flux_folders_is_reported_not_a_crash(rendered_repo: Path, stray: str) -> None:
+    source = rendered_repo / "rendered/dev/endpoints/sentiment/service-sentiment-green.yaml"
+    (rendered_repo / stray).write_text(source.read_text())
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    assert (f"{stray}:1:1: is in no folder a Flux Kustomization applies (platform/ or endpoints/<name>/) "
+            "[kustomization-resources]") in result.stderr

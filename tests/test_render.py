@@ -228,3 +228,13 @@ def test_every_template_output_passes_check_object(env: str) -> None:
             continue
         (obj,) = documents(text)
         check_object(obj, rel, obj["metadata"].get("namespace"))
+
+
+def test_the_platform_folder_exists_even_with_nothing_in_it() -> None:
+    """Flux's <env>-platform Kustomization points at rendered/<env>/platform: it must build even when empty."""
+    from generator.render import kustomizations
+
+    files = kustomizations("dev", [])
+    assert sorted(files) == ["rendered/dev/kustomization.yaml", "rendered/dev/platform/kustomization.yaml"]
+    assert "resources: []" in files["rendered/dev/platform/kustomization.yaml"]
+    assert "- platform" in files["rendered/dev/kustomization.yaml"]

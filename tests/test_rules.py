@@ -453,3 +453,11 @@ def test_system_namespaces_are_refused(repo: Path, namespace: str) -> None:
     assert where(p) == (SPEC, 2, 12, "namespace")
     assert p.message == (f"namespace {namespace!r} belongs to the cluster or the platform; "
                          "endpoints need a namespace of their own")
+
+
+def test_an_endpoint_cannot_be_called_platform(repo: Path) -> None:
+    spec = "environments/dev/endpoints/platform.yaml"
+    write_spec(repo, "platform", "name: platform\nversions:\n" + version())
+    found = [p for p in problems(repo) if p.path == spec]
+    assert [(p.line, p.col, p.field) for p in found] == [(1, 7, "name")]
+    assert found[0].message.startswith("'platform' is reserved")
