@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -82,7 +83,10 @@ class Sample:
     user_s: float
     sys_s: float
     peak_rss_mb: float  # ru_maxrss from wait4: the largest single process (the child or a reaped descendant)
-    tree_rss_mb: float  # sampled every 20 ms: the sum of RSS over the child and its live descendants
+    tree_rss_mb: float  # sampled every 20 ms: RSS summed over the child and its live descendants (counts pages
+    #                     that forked workers share once per process: an upper bound)
+    tree_pss_mb: float  # PSS summed over the tree, sampled every 200 ms while it has several processes (shared
+    #                     pages split between their users); RSS while it is one process
     returncode: int
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
@@ -90,7 +94,7 @@ class Sample:
     @property
     def peak_mb(self) -> float:
         """The peak memory compared with the target: the larger of the two measures."""
-        return max(self.peak_rss_mb, self.tree_rss_mb)
+        return max(self.peak_rss_mb, self.tree_pss_mb)
 
     def numbers(self) -> dict[str, float]:
         d = asdict(self)
@@ -121,9 +125,9 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _tree_rss_mb(pid: int) -> float:
+def _tree_memory_mb(pids: list[int]) -> float:
     total = 0
-    for p in _descendants(pid):
+    for p in pids:
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
         except (OSError, ValueError, IndexError):
@@ -131,18 +135,39 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+def _tree_pss_mb(pids: list[int]) -> float:
+    """Sum of Pss (smaps_rollup, kB); reading it walks the page tables, so it is sampled sparingly."""
+    total = 0
+    for p in pids:
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^Pss:\s+(\d+) kB", text, re.MULTILINE)
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     """Run `command`; its own CPU time and peak RSS from os.wait4, its tree's RSS by sampling /proc."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        peak_tree = 0.0
+        peak_tree = peak_pss = 0.0
         done = threading.Event()
 
         def sample_tree() -> None:
-            nonlocal peak_tree
+            nonlocal peak_tree, peak_pss
+            last_pss = 0.0
             while not done.is_set():
-                peak_tree = max(peak_tree, _tree_rss_mb(proc.pid))
+                pids = _descendants(proc.pid)
+                rss = _tree_memory_mb(pids)
+                peak_tree = max(peak_tree, rss)
+                if len(pids) == 1:
+                    peak_pss = max(peak_pss, rss)
+                elif time.perf_counter() - last_pss >= 0.2:
+                    peak_pss = max(peak_pss, _tree_pss_mb(pids))
+                    last_pss = time.perf_counter()
                 done.wait(0.02)
 
         sampler = threading.Thread(target=sample_tree, daemon=True)
@@ -158,7 +183,7 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         err.seek(0)
         maxrss_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
         return Sample(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, user_s=usage.ru_utime,
-                      sys_s=usage.ru_stime, peak_rss_mb=maxrss_mb, tree_rss_mb=peak_tree,
+                      sys_s=usage.ru_stime, peak_rss_mb=maxrss_mb, tree_rss_mb=peak_tree, tree_pss_mb=peak_pss,
                       returncode=proc.returncode, stdout=out.read().decode(errors="replace"),
                       stderr=err.read().decode(errors="replace"))
 
@@ -257,6 +282,20 @@ def tool_version(command: list[str]) -> str | None:
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else None
 
 
+def code_fingerprint() -> str:
+    """sha256 of generator/ and templates/ as they are on disk, to notice a change in the middle of a run."""
+    digest = hashlib.sha256()
+    for top in ("generator", "templates"):
+        for file in sorted((PROJECT / top).rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(PROJECT)).encode() + b"\0")
+                try:
+                    digest.update(file.read_bytes())
+                except OSError:
+                    pass
+    return digest.hexdigest()[:16]
+
+
 def machine_info(endpointgen: Path, kubectl: str | None, kubernetes_validate: Path) -> dict[str, Any]:
     try:
         nproc = len(os.sched_getaffinity(0))
@@ -277,6 +316,7 @@ def machine_info(endpointgen: Path, kubectl: str | None, kubernetes_validate: Pa
                            capture_output=True, text=True).stdout.strip() != "" if commit else None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "nproc": nproc,
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model,
@@ -287,6 +327,7 @@ def machine_info(endpointgen: Path, kubectl: str | None, kubernetes_validate: Pa
         "endpointgen": (tool_version([str(endpointgen), "--version"]) or "").removeprefix("endpointgen, version "),
         "git_commit": commit,
         "generator_dirty": dirty,
+        "code_fingerprint": code_fingerprint(),
         "kubectl": tool_version([kubectl, "version", "--client"]) if kubectl else None,
         "kubernetes_validate": tool_version([str(kubernetes_validate), "--version"]),
     }
@@ -320,6 +361,7 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, Any]:
     envs = args.envs.split(",")
     eg = [str(endpointgen), "--root", str(repo)]
     notes: list[str] = []
+    machine = machine_info(endpointgen, kubectl, kubernetes_validate)
 
     log(f"bench: generating {args.endpoints} endpoints x {args.versions} versions x {len(envs)} environments "
         f"into {repo}")
@@ -398,7 +440,10 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, Any]:
                    "objects": KUBECONFORM_OBJECTS, "seconds": KUBECONFORM_SECONDS, "cores": KUBECONFORM_CORES,
                    "objects_per_s": KUBECONFORM_RATE,
                    "source": "kubeconform README benchmark: 50,714 resources in 6.7 s on 4 cores"}}
-    machine = machine_info(endpointgen, kubectl, kubernetes_validate)
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    if code_fingerprint() != machine["code_fingerprint"]:
+        notes.append("generator/ or templates/ changed during the run: the steps may have measured different code")
+        machine["code_fingerprint_at_end"] = code_fingerprint()
     return {"machine": machine,
             "sizes": {"endpoints": args.endpoints, "versions": args.versions, "environments": envs,
                       "endpoint_specs": args.endpoints * len(envs), "objects": objects,
@@ -432,7 +477,8 @@ def kustomize_anchor(args: argparse.Namespace, repo: Path, env: dict[str, str], 
         totals.append(Sample(wall_s=sum(s.wall_s for s in run_samples), cpu_s=sum(s.cpu_s for s in run_samples),
                              user_s=sum(s.user_s for s in run_samples), sys_s=sum(s.sys_s for s in run_samples),
                              peak_rss_mb=max(s.peak_rss_mb for s in run_samples),
-                             tree_rss_mb=max(s.tree_rss_mb for s in run_samples), returncode=0))
+                             tree_rss_mb=max(s.tree_rss_mb for s in run_samples),
+                             tree_pss_mb=max(s.tree_pss_mb for s in run_samples), returncode=0))
         log(f"bench:   {totals[-1].wall_s:.2f} s wall in all")
     path_medians = {p: median_of(s) for p, s in per_path.items()}
     walls = sorted(m["wall_s"] for m in path_medians.values())
@@ -464,7 +510,8 @@ def kubernetes_validate_anchor(args: argparse.Namespace, repo: Path, env: dict[s
         samples.append(Sample(wall_s=sum(s.wall_s for s in parts), cpu_s=sum(s.cpu_s for s in parts),
                               user_s=sum(s.user_s for s in parts), sys_s=sum(s.sys_s for s in parts),
                               peak_rss_mb=max(s.peak_rss_mb for s in parts),
-                              tree_rss_mb=max(s.tree_rss_mb for s in parts), returncode=0))
+                              tree_rss_mb=max(s.tree_rss_mb for s in parts),
+                              tree_pss_mb=max(s.tree_pss_mb for s in parts), returncode=0))
     median = median_of(samples)
     kinds: dict[str, int] = {}
     for _, file in chosen:
@@ -506,8 +553,8 @@ def ratios_and_targets(steps: dict[str, Any], anchors: dict[str, Any], machine: 
         "onechange_render_wall": target(steps["onechange_render"]["median"]["wall_s"],
                                         TARGET_INCREMENTAL_RENDER_S, "s", "median render after one change, wall"),
         "peak_memory": target(peak[worst], TARGET_PEAK_MEMORY_MB, "MB",
-                              f"largest median peak memory of the endpointgen steps ({worst}); "
-                              "max of ru_maxrss and the sampled RSS sum of the process tree"),
+                              f"largest median peak memory of the endpointgen steps ({worst}); the larger of "
+                              "ru_maxrss (largest process) and the process tree's sampled PSS sum"),
     }
     return {"ratios": ratios, "targets": targets}
 
@@ -520,7 +567,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [f"endpointgen benchmark, {m['date']}: {sizes['endpoints']} endpoints x {sizes['versions']} versions x "
              f"{len(sizes['environments'])} environments = {sizes['objects']} objects; median of {sizes['runs']} "
              f"run(s); {m['nproc']} CPU(s), Python {m['python']}, endpointgen {m['endpointgen']} "
-             f"(commit {m['git_commit']}{', generator/ modified' if m['generator_dirty'] else ''})",
+             f"(commit {m['git_commit']}{', generator/ modified' if m['generator_dirty'] else ''}); "
+             f"load average {m['load_average_at_start']} at start, {m.get('load_average_at_end')} at end",
              "",
              f"{'step':<50} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'objects/s':>10}  runs (wall s)"]
     rule = "-" * len(lines[-1])
@@ -553,7 +601,7 @@ def table(results: dict[str, Any]) -> str:
     r = results["ratios"]
     if r["validate_vs_kubernetes_validate_per_object"] is not None:
         lines.append(f"validate vs kubernetes-validate, per object: {r['validate_vs_kubernetes_validate_per_object']}"
-                     f"x {'faster' if r['validate_vs_kubernetes_validate_per_object'] >= 1 else 'as fast'}"
+                     f"x {'faster' if r['validate_vs_kubernetes_validate_per_object'] >= 1 else '(slower)'}"
                      " (endpointgen: schema + API-server rules + policies on all kinds; kubernetes-validate: "
                      "schema of built-in kinds, on a sample)")
     lines.append(f"validate vs kubeconform's published 7,500 objects/s: {r['validate_vs_kubeconform_published']}x; "
