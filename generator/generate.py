@@ -141,21 +141,44 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
                for ep in repo.endpoints}
     if not from_disk:
         return _validate_in_memory(repo, options, waivers, progress)
+    return _validate_on_disk(root, repo, options, waivers, progress)
+
+
+def _validate_on_disk(root: Path, repo: Repository, options: Options, waivers: dict[tuple[str, str], dict[str, str]],
+                      progress: Progress) -> Report:
+    """Check the committed files, one Flux folder at a time (in parallel), then each environment's structure."""
     report = Report(endpoints=len(repo.endpoints), environments=len(repo.environments))
+    groups: list[tuple[str, str, list[str]]] = []  # (env, endpoint or "", files)
     for env in repo.environments:
-        endpoints = repo.endpoints_of(env.name)
         ours, foreign = owned_files(root, env.name)
-        files = {rel: (root / rel).read_text(encoding="utf-8", errors="replace")
-                 for rel in sorted(ours + foreign) if rel.endswith(".yaml")}
-        objects, problems = objects_from_files(files)
-        problems += kustomization_problems(root, env.name, files)
-        report.problems += problems
-        report.files.update(p.path for p in problems)
-        report.invalid.update(p.path for p in problems)
-        mine = {name: w for (env_name, name), w in waivers.items() if env_name == env.name}
-        check_environment(objects, env.settings["kubernetes_version"], options, mine, report)
-        if progress:
-            progress(len(endpoints), len(repo.endpoints))
+        paths = sorted(rel for rel in ours + foreign if rel.endswith(".yaml"))
+        by_endpoint: dict[str, list[str]] = {}
+        for rel in paths:
+            folder = flux_folder(env.name, rel)
+            name = folder.rsplit("/", 1)[-1] if folder and "/endpoints/" in folder else ""
+            # one kubeconform run per environment, not one per endpoint
+            by_endpoint.setdefault("" if options.engine == "kubeconform" else name, []).append(rel)
+        groups += [(env.name, name, files) for name, files in sorted(by_endpoint.items())]
+        report.problems += kustomization_problems(root, env.name, {rel: "" for rel in paths}, read=True)
+    versions = {env.name: env.settings["kubernetes_version"] for env in repo.environments}
+
+    def task(chunk: Sequence[int]) -> Report:
+        part = Report()
+        for i in chunk:
+            env, name, paths = groups[i]
+            files = {rel: (root / rel).read_text(encoding="utf-8", errors="replace") for rel in paths}
+            objects, problems = objects_from_files(files)
+            part.problems += problems
+            part.files.update(p.path for p in problems)
+            part.invalid.update(p.path for p in problems)
+            mine = {ep: w for (e, ep), w in waivers.items() if e == env and (ep == name or not name)}
+            check_environment(objects, versions[env], options, mine, part)
+        return part
+
+    for part in map_chunks(task, len(groups), progress):
+        report.merge(part)
+    report.files.update(p.path for p in report.problems)
+    report.invalid.update(p.path for p in report.problems)
     return report
 
 
@@ -167,11 +190,12 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
 
     def task(chunk: Sequence[int]) -> Report:
         part = Report()
-        for i in chunk:
-            env, ep = pairs[i]
-            objects = [RenderedObject(m.path, m.text, m.obj) for m in render_endpoint(env, views[env.name], ep)]
-            check_environment(objects, env.settings["kubernetes_version"], options,
-                              {ep.name: waivers.get((env.name, ep.name), {})}, part)
+        for env in repo.environments:  # one check per environment and chunk (one kubeconform run, if that engine)
+            mine = [pairs[i][1] for i in chunk if pairs[i][0] is env]
+            objects = [RenderedObject(m.path, m.text, m.obj) for ep in mine for m in render_endpoint(env, views[env.name], ep)]
+            if objects:
+                check_environment(objects, env.settings["kubernetes_version"], options,
+                                  {ep.name: waivers.get((env.name, ep.name), {}) for ep in mine}, part)
         return part
 
     report = Report(endpoints=len(repo.endpoints), environments=len(repo.environments))
@@ -185,8 +209,11 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
     return report
 
 
-def kustomization_problems(root: Path, env: str, files: dict[str, str]) -> list[Problem]:
-    """Every kustomization.yaml under rendered/<env> lists exactly what is there (Flux builds from them)."""
+def kustomization_problems(root: Path, env: str, files: dict[str, str], read: bool = False) -> list[Problem]:
+    """Every kustomization.yaml under rendered/<env> lists exactly what is there (Flux builds from them).
+
+    With `read`, the texts of the kustomization files are read from disk (`files` only names what exists).
+    """
     manifests = [path for path in files if path.startswith(f"{RENDERED_DIR}/{env}/")
                  and not path.endswith("/kustomization.yaml")]
     problems = [Problem(path, 1, 1, "", "is in no folder a Flux Kustomization applies (platform/ or endpoints/<name>/)",
@@ -197,7 +224,7 @@ def kustomization_problems(root: Path, env: str, files: dict[str, str]) -> list[
             problems.append(Problem(rel, 1, 1, "", "missing: Flux builds this folder from it; run `make render`",
                                     rule="kustomization-resources"))
             continue
-        listed = _resources(files[rel])
+        listed = _resources((root / rel).read_text(encoding="utf-8", errors="replace") if read else files[rel])
         problems += [Problem(rel, 1, 1, "resources", f"lists {name!r}, which does not exist",
                              rule="kustomization-resources") for name in listed if name not in expected]
         problems += [Problem(rel, 1, 1, "resources", f"does not list {name!r}, so Flux would not apply it",

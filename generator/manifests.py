@@ -8,6 +8,7 @@ the object and JSON path, policy findings an endpoint waived kept apart.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fast_yaml
 import yaml
 
 from .apiserver import JsonPath, metadata_of, object_rules, set_rules
@@ -89,12 +91,28 @@ class KubeconformError(EndpointgenError):
     """The kubeconform engine was asked for but could not run."""
 
 
+# Plain scalars that YAML 1.1 (Kubernetes' reader, PyYAML) and YAML 1.2 (fast-yaml) read differently.
+_READ_DIFFERENTLY = re.compile(
+    r"(?mi)(?:^|:|-) (?:y|n|yes|no|on|off|0[0-7]+|0o[0-7]+|[-+]?[0-9][0-9_]*_[0-9_]*|[-+]?[0-9]+(?::[0-5]?[0-9])+"
+    r"(?:\.[0-9]*)?|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ].*)?|[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+)$")
+
+
+def _documents(text: str) -> list[Any]:
+    """The documents of a file as Kubernetes reads them: fast-yaml, or PyYAML where YAML 1.1 differs or on error."""
+    if not _READ_DIFFERENTLY.search(text):
+        try:
+            return [d for d in fast_yaml.safe_load_all(text) if d is not None]
+        except (ValueError, fast_yaml.YAMLError):
+            pass  # PyYAML below gives the error with its position
+    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+
+
 def objects_from_files(files: dict[str, str]) -> tuple[list[RenderedObject], list[Problem]]:
     """Parse rendered files (path -> text); every file must hold exactly one object."""
     objects, problems = [], []
     for path, text in sorted(files.items()):
         try:
-            documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+            documents = _documents(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
