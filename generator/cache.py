@@ -55,28 +55,50 @@ def fingerprint(root: Path, env: str, tool: str) -> str:
     return digest.hexdigest()
 
 
-def output_stats(root: Path, env: str) -> dict[str, list[int]]:
-    """Size and modification time of every file under rendered/<env> and clusters/<env>."""
+def output_stats(root: Path, env: str, *, fresh: bool = True) -> dict[str, list[int]]:
+    """Size and modification time of every file under rendered/<env> and clusters/<env>.
+
+    With `fresh=False`, the answer this process last computed is reused (within one render, before it writes).
+    """
+    if not fresh and (root, env) in _stats:
+        return _stats[(root, env)]
     stats: dict[str, list[int]] = {}
+    prefix = len(str(root)) + 1
     for base in (root / RENDERED_DIR / env, root / CLUSTERS_DIR / env):
-        stack = [base] if base.is_dir() else []
+        stack = [str(base)] if base.is_dir() else []
         while stack:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
                     else:
                         info = entry.stat(follow_symlinks=False)
-                        stats[Path(entry.path).relative_to(root).as_posix()] = [info.st_size, info.st_mtime_ns]
+                        stats[entry.path[prefix:].replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
+    _stats[(root, env)] = stats
     return stats
 
 
+_stats: dict[tuple[Path, str], dict[str, list[int]]] = {}
+
+
+_loaded: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # parsed state by file, with its stat
+
+
 def _load(root: Path) -> dict[str, Any]:
+    """The recorded state (parsed once per process while the file stays the same)."""
+    path = root / CACHE_DIR / STATE_FILE
     try:
-        state = json.loads((root / CACHE_DIR / STATE_FILE).read_text())
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
+        info = path.stat()
+    except OSError:
         return {}
+    key = (info.st_size, info.st_mtime_ns)
+    if path not in _loaded or _loaded[path][0] != key:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            state = {}
+        _loaded[path] = (key, state if isinstance(state, dict) else {})
+    return _loaded[path][1]
 
 
 def entry(root: Path, env: str) -> dict[str, Any] | None:
@@ -85,16 +107,15 @@ def entry(root: Path, env: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def unchanged(root: Path, envs: list[str]) -> bool:
-    """True when nothing render depends on changed since it last wrote these environments, nor their output."""
+def current(root: Path, envs: list[str]) -> list[str]:
+    """The environments nothing render depends on changed for since it last wrote them, nor their output."""
     state, tool = _load(root), tool_digest()
-    for env in envs:
-        entry = state.get(env)
-        if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint(root, env, tool):
-            return False
-        if entry.get("files") != output_stats(root, env):
-            return False
-    return True
+    return [env for env in envs if _matches(root, env, state.get(env), tool)]
+
+
+def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
+    return (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool)
+            and entry.get("files") == output_stats(root, env))
 
 
 def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
@@ -107,7 +128,7 @@ def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
             "files": output_stats(root, env),
             "endpoints": endpoints,
         }
-    write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, sort_keys=True))
+    write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, separators=(",", ":")))
 
 
 def summary(ep: Endpoint) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def plan_changed(root: Path, env: str) -> Change | None:
         return None
     folder = root / ENVIRONMENTS_DIR / env / ENDPOINTS_DIR
     paths = {p.stem: p for p in folder.glob("*") if p.is_file()}
-    if any(p.suffix != ".yaml" for p in paths.values()) or state.get("files") != cache.output_stats(root, env):
+    if any(p.suffix != ".yaml" for p in paths.values()) or state.get("files") != cache.output_stats(root, env, fresh=False):
         return None
     recorded: dict[str, dict] = state["endpoints"]
     changed = sorted(n for n, p in paths.items() if recorded.get(n, {}).get("spec") != cache.spec_digest(p))
@@ -76,7 +76,7 @@ def plan_changed(root: Path, env: str) -> Change | None:
     everyone: list[Endpoint | _Recorded] = [fresh.get(n) or _Recorded(n, recorded[n]["namespace"]) for n in paths]
     files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
-                  + render_flux(environment, sorted(paths))})
+                  + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
     kept = [rel for rel in state["files"] if rel.startswith(f"{RENDERED_DIR}/{env}/endpoints/")
             and not rel.endswith("/kustomization.yaml") and not _belongs(rel, env, set(changed) | set(removed))]
     wanted = kustomizations(env, kept + list(files))
@@ -124,9 +124,10 @@ def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], remo
             diff.stale.append(rel)
         write_atomic(path, text)
     rewritten = set(changed) | set(removed)
-    regenerated = (f"{RENDERED_DIR}/{env}/platform/", f"{CLUSTERS_DIR}/{env}/endpoints/", f"{CLUSTERS_DIR}/{env}/platform")
+    flux = {f"{CLUSTERS_DIR}/{env}/endpoints/{name}.yaml" for name in rewritten}
     for rel in sorted(before):
-        if (_belongs(rel, env, rewritten) or rel.startswith(regenerated)) and rel not in files:
+        if (_belongs(rel, env, rewritten) or rel.startswith(f"{RENDERED_DIR}/{env}/platform/") or rel in flux) \
+                and rel not in files:
             (root / rel).unlink(missing_ok=True)
             diff.extra.append(rel)
     for name in removed:
