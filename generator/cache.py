@@ -114,8 +114,9 @@ def current(root: Path, envs: list[str]) -> list[str]:
 
 
 def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
-    return (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool)
-            and entry.get("files") == output_stats(root, env))
+    stats = output_stats(root, env)  # always, so that this run's later reuse (fresh=False) sees the disk of now
+    return isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool) \
+        and entry.get("files") == stats
 
 
 def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
