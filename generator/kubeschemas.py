@@ -19,11 +19,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import importlib.util
+
 import jsonschema_rs
-import kubernetes_validate
 
 DEFAULT_TEMPLATE = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
-BUILTIN_ROOT = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
+# The schemas kubernetes-validate bundles, found without importing it (its import is slow).
+BUILTIN_ROOT = Path(importlib.util.find_spec("kubernetes_validate").origin).resolve().parent / "kubernetes-json-schema"  # type: ignore[arg-type,union-attr]
 _VARIABLE = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 
 

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fast_yaml
-import jinja2
 
 from .model import Endpoint, Environment
+
+if TYPE_CHECKING:
+    import jinja2
 from .problems import EndpointgenError
 from .views import endpoint_view, environment_view
 
@@ -85,6 +87,8 @@ def dump_yaml(obj: Any) -> str:
 
 def to_yaml_scalar(value: Any) -> str:
     """Jinja finalize hook: any value becomes a JSON literal, valid and inert as YAML."""
+    import jinja2  # imported when a template renders: the fast no-change path never needs it
+
     if isinstance(value, jinja2.Undefined):
         str(value)  # a StrictUndefined raises here, naming the missing variable or attribute
         raise jinja2.UndefinedError("undefined value")
@@ -96,6 +100,8 @@ def to_yaml_scalar(value: Any) -> str:
 
 @cache
 def jinja_environment() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
@@ -109,6 +115,8 @@ def jinja_environment() -> jinja2.Environment:
 
 def render_object(template: str, expected_namespace: str | None, **context: Any) -> dict[str, Any]:
     """Render one template and return the single object it produced, after checking it."""
+    import jinja2
+
     try:
         text = jinja_environment().get_template(template).render(**context)
     except jinja2.TemplateError as exc:

@@ -10,9 +10,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+from typing import TYPE_CHECKING
+
 import jsonschema_rs
-from referencing import Registry, Resource
+
+if TYPE_CHECKING:  # jsonschema is imported only when a document is invalid (it words the messages)
+    import jsonschema
 
 from .loader import Document, FieldPath
 from .problems import Problem
@@ -40,6 +43,9 @@ _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a bool
 @cache
 def validator(schema_name: str) -> jsonschema.protocols.Validator:
     """A compiled Draft 2020-12 validator for one of the bundled schemas."""
+    import jsonschema
+    from referencing import Registry, Resource
+
     resources = []
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
         contents = json.loads(path.read_text())
