@@ -360,30 +360,25 @@ def new_command(ctx: click.Context, endpoint: str, env: str, version_name: str, 
     _edited(ctx.obj, new_endpoint(ctx.obj, env, endpoint, version_name, endpoint_changes, version_changes))
 
 
-@cli.command("create-version")
-@click.argument("endpoint")
-@click.argument("version")
-@click.option("--env", required=True, metavar="ENV")
-@metadata_options
-@version_options
-@click.pass_context
-@reports_errors
-def create_version_command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
-    """AksEndpoint.create_version: add a version to an endpoint."""
-    _edited(ctx.obj, create_version(ctx.obj, env, endpoint, version, _changes(options, VERSION_FIELDS, metadata=True, version=True)))
+def _version_edit_command(name: str, action: Callable[..., Path], help_text: str) -> None:
+    """create-version and update-version: the same arguments and options, a different edit."""
+
+    @cli.command(name, help=help_text)
+    @click.argument("endpoint")
+    @click.argument("version")
+    @click.option("--env", required=True, metavar="ENV")
+    @metadata_options
+    @version_options
+    @click.pass_context
+    @reports_errors
+    def command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
+        changes = _changes(options, VERSION_FIELDS, metadata=True, version=True)
+        _edited(ctx.obj, action(ctx.obj, env, endpoint, version, changes))
 
 
-@cli.command("update-version")
-@click.argument("endpoint")
-@click.argument("version")
-@click.option("--env", required=True, metavar="ENV")
-@metadata_options
-@version_options
-@click.pass_context
-@reports_errors
-def update_version_command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
-    """AksEndpoint.update_version: change the given fields; everything else stays as it is."""
-    _edited(ctx.obj, update_version(ctx.obj, env, endpoint, version, _changes(options, VERSION_FIELDS, metadata=True, version=True)))
+_version_edit_command("create-version", create_version, "AksEndpoint.create_version: add a version to an endpoint.")
+_version_edit_command("update-version", update_version,
+                      "AksEndpoint.update_version: change the given fields; everything else stays as it is.")
 
 
 @cli.command("delete-version")
