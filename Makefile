@@ -19,6 +19,7 @@ help:
 	@echo "make check     fail when rendered/ or clusters/ are not current"
 	@echo "make test      run the test suite"
 	@echo "make golden    refresh the golden files of the render tests"
+	@echo "make bench     benchmark render, check and validate at 1,000 endpoints (BENCH_ARGS=...)"
 
 install: $(STAMP)
 
