@@ -81,6 +81,19 @@ def output_stats(root: Path, env: str, *, fresh: bool = True) -> dict[str, list[
 _stats: dict[tuple[Path, str], dict[str, list[int]]] = {}
 
 
+def _restat(root: Path, env: str, paths: list[str]) -> dict[str, list[int]]:
+    """This run's stats of the environment with only `paths` looked at again."""
+    stats = dict(output_stats(root, env, fresh=False))
+    for rel in paths:
+        try:
+            info = (root / rel).stat()
+            stats[rel] = [info.st_size, info.st_mtime_ns]
+        except FileNotFoundError:
+            stats.pop(rel, None)
+    _stats[(root, env)] = stats
+    return stats
+
+
 _loaded: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # parsed state by file, with its stat
 
 
@@ -119,14 +132,18 @@ def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
         and entry.get("files") == stats
 
 
-def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
-    """Remember the inputs, output files and endpoint summaries of the environments render just made current."""
+def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]],
+           touched: dict[str, list[str]] | None = None) -> None:
+    """Remember the inputs, output files and endpoint summaries of the environments render just made current.
+
+    `touched` names, per environment, the only files written or removed since this run took its stats.
+    """
     state, tool = _load(root), tool_digest()
     for env, endpoints in summaries.items():
         state[env] = {
             "fingerprint": fingerprint(root, env, tool),
             "base": base_digest(root, env, tool),
-            "files": output_stats(root, env),
+            "files": _restat(root, env, touched[env]) if touched and env in touched else output_stats(root, env),
             "endpoints": endpoints,
         }
     write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, separators=(",", ":")))

@@ -112,8 +112,9 @@ def render(root: Path, envs: Sequence[str] = (), progress: Progress = None) -> d
         shutil.rmtree(root / RENDERED_DIR / env, ignore_errors=True)
         for rel in found[env].extra:
             (root / rel).unlink(missing_ok=True)
-    cache.record(root, {env.name: {ep.name: cache.summary(ep) for ep in p.repo.endpoints_of(env.name)}
-                        for env in p.repo.environments})
+    if p.repo.environments:
+        cache.record(root, {env.name: {ep.name: cache.summary(ep) for ep in p.repo.endpoints_of(env.name)}
+                            for env in p.repo.environments})
     return {**{env: TreeDiff() for env in current}, **done, **found}
 
 

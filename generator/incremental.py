@@ -46,7 +46,7 @@ class Change:
 
     def apply(self) -> TreeDiff:
         diff = _apply(self.root, self.env, self.files, self.changed, self.removed, self.before)
-        cache.record(self.root, {self.env: self.summaries})
+        cache.record(self.root, {self.env: self.summaries}, {self.env: diff.stale + diff.missing + diff.extra})
         return diff
 
 
