@@ -1,0 +1,58 @@
+"""An incremental render (only changed specs) writes exactly what a full render of the same specs writes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator import incremental
+from render_helpers import copy_examples, edit_spec, run_cli, snapshot
+
+
+def bump_traffic(spec: dict[str, Any]) -> None:
+    spec["versions"][1]["traffic_percentile"] = 33.3
+
+
+def move_namespace(spec: dict[str, Any]) -> None:
+    spec["namespace"] = "ml-reviews"
+
+
+def full_render(tmp: Path, repo: Path) -> dict[str, bytes]:
+    fresh = tmp / "fresh"
+    shutil.copytree(repo / "environments", fresh / "environments")
+    assert run_cli(fresh, "render").exit_code == 0
+    return {rel: content for rel, content in snapshot(fresh).items() if not rel.startswith(".endpointgen-cache")}
+
+
+@pytest.mark.parametrize("change", ["edit", "new-namespace", "delete", "add"])
+def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    repo = copy_examples(tmp_path / "repo")
+    assert run_cli(repo, "render").exit_code == 0
+    specs = repo / "environments/prod/endpoints"
+    if change == "edit":
+        edit_spec(repo, "prod", "sentiment", bump_traffic)
+    elif change == "new-namespace":
+        edit_spec(repo, "prod", "sentiment", move_namespace)
+    elif change == "delete":
+        (specs / "image-classifier.yaml").unlink()
+    else:
+        (specs / "fraud.yaml").write_text((specs / "image-classifier.yaml").read_text()
+                                          .replace("name: image-classifier", "name: fraud"))
+    used: list[str] = []
+    original = incremental.plan_changed
+
+    def spy(root: Path, env: str) -> incremental.Change | None:
+        found = original(root, env)
+        used.append(f"{env}:{'incremental' if found else 'full'}")
+        return found
+
+    monkeypatch.setattr(incremental, "plan_changed", spy)
+    result = run_cli(repo, "render")
+    assert result.exit_code == 0, result.stderr
+    assert used == ["prod:incremental"]  # dev did not change, and prod went the incremental way
+    mine = {rel: content for rel, content in snapshot(repo).items() if not rel.startswith(".endpointgen-cache")}
+    assert mine == full_render(tmp_path, repo)
+    assert run_cli(repo, "check").exit_code == 0
