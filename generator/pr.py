@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .generate import render_texts
 from .model import Endpoint
 from .problems import EndpointgenError, Problem, ProblemsFound, UsageError
-from .render import files_of, render_manifests
 from .repository import ENVIRONMENTS_DIR, Repository, load_repository
 from .traffic import route_weights
 
@@ -135,10 +135,8 @@ def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
 
 
 def _rendered(repo: Repository) -> dict[str, str]:
-    files: dict[str, str] = {}
-    for env in repo.environments:
-        files.update(files_of(env.name, render_manifests(env, repo.endpoints_of(env.name))))
-    return files
+    """Every file render would write for the repo, all environments together (rendered in parallel)."""
+    return {path: text for files in render_texts(repo).values() for path, text in files.items()}
 
 
 def _weights(ep: Endpoint | None) -> dict[str, int]:
