@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import fast_yaml
 
@@ -160,7 +160,7 @@ def _manifest(folder: str, template: str, namespace: str | None, source: str, **
     return Manifest(f"{folder}/{obj['kind'].lower()}-{obj['metadata']['name']}.yaml", obj, source)
 
 
-def render_platform(env: Environment, view: dict[str, Any], endpoints: list[Endpoint]) -> list[Manifest]:
+def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[HasNamespace]) -> list[Manifest]:
     """rendered/<env>/platform: the Gateway, and each endpoint namespace with its mTLS policy."""
     base, source = f"{RENDERED_DIR}/{env.name}/{PLATFORM}", env.doc.display
     manifests = []
@@ -191,15 +191,57 @@ def render_endpoint(env: Environment, view: dict[str, Any], ep: Endpoint) -> lis
 def render_flux(env: Environment, endpoint_names: list[str]) -> list[Manifest]:
     """clusters/<env>: a Flux Kustomization for the platform folder and one per endpoint, each after the platform."""
     view = environment_view(env)
-    platform = f"{env.name}-{PLATFORM}"
-    base, source = f"{CLUSTERS_DIR}/{env.name}", env.doc.display
-    kustomizations = [(f"{base}/{PLATFORM}.yaml", {"name": platform, "path": f"./{RENDERED_DIR}/{env.name}/{PLATFORM}",
-                                                   "depends_on": []})]
-    kustomizations += [(f"{base}/endpoints/{name}.yaml",
-                        {"name": f"{env.name}-{name}", "path": f"./{RENDERED_DIR}/{env.name}/endpoints/{name}",
-                         "depends_on": [platform]}) for name in sorted(endpoint_names)]
-    return [Manifest(path, render_object("flux-kustomization.yaml.j2", view["flux"]["namespace"], env=view, k=k),
-                     source) for path, k in kustomizations]
+    return [flux_platform(env, view)] + [flux_endpoint(env, view, name) for name in sorted(endpoint_names)]
+
+
+def flux_platform(env: Environment, view: dict[str, Any]) -> Manifest:
+    """clusters/<env>/platform.yaml: the Flux Kustomization <env>-platform for rendered/<env>/platform."""
+    k = {"name": f"{env.name}-{PLATFORM}", "path": f"./{RENDERED_DIR}/{env.name}/{PLATFORM}", "depends_on": []}
+    return _flux(env, view, f"{CLUSTERS_DIR}/{env.name}/{PLATFORM}.yaml", k)
+
+
+def flux_endpoint(env: Environment, view: dict[str, Any], name: str) -> Manifest:
+    """clusters/<env>/endpoints/<endpoint>.yaml: the Flux Kustomization <env>-<endpoint>, after the platform."""
+    k = {"name": f"{env.name}-{name}", "path": f"./{RENDERED_DIR}/{env.name}/endpoints/{name}",
+         "depends_on": [f"{env.name}-{PLATFORM}"]}
+    return _flux(env, view, f"{CLUSTERS_DIR}/{env.name}/endpoints/{name}.yaml", k)
+
+
+def _flux(env: Environment, view: dict[str, Any], path: str, k: dict[str, Any]) -> Manifest:
+    obj = render_object("flux-kustomization.yaml.j2", view["flux"]["namespace"], env=view, k=k)
+    return Manifest(path, obj, env.doc.display)
+
+
+def endpoint_files(env: Environment, view: dict[str, Any], ep: Endpoint) -> dict[str, str]:
+    """Every file one endpoint owns: its manifests, its folder's kustomization.yaml and its Flux Kustomization."""
+    folder = f"{RENDERED_DIR}/{env.name}/endpoints/{ep.name}"
+    files = {m.path: m.text for m in render_endpoint(env, view, ep)}
+    files[f"{folder}/kustomization.yaml"] = _kustomization(env.name, sorted(p[len(folder) + 1:] for p in files))
+    flux = flux_endpoint(env, view, ep.name)
+    files[flux.path] = flux.text
+    return files
+
+
+def shared_files(env: Environment, view: dict[str, Any], endpoints: Sequence[HasNamespace]) -> dict[str, str]:
+    """The files no single endpoint owns: the platform folder, its Flux Kustomization, the root kustomization.yaml."""
+    manifests = render_platform(env, view, endpoints) + [flux_platform(env, view)]
+    files = {m.path: m.text for m in manifests}
+    base = f"{RENDERED_DIR}/{env.name}"
+    platform = [p[len(base) + len(PLATFORM) + 2:] for p in files if p.startswith(f"{base}/{PLATFORM}/")]
+    files[f"{base}/{PLATFORM}/kustomization.yaml"] = _kustomization(env.name, sorted(platform))
+    folders = sorted([PLATFORM, *(f"endpoints/{ep.name}" for ep in endpoints)])
+    files[f"{base}/kustomization.yaml"] = _kustomization(env.name, folders)
+    return files
+
+
+class HasNamespace(Protocol):
+    """An endpoint as the platform objects see it (a loaded Endpoint, or a summary of one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def namespace(self) -> str: ...
 
 
 CONTAINER_SECURITY = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +60,30 @@ def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mappin
     for env_name in select_environments(root, requested):
         env_dir = root / ENVIRONMENTS_DIR / env_name
         env = _load_environment(repo, env_dir)
-        paths = {p for p in (env_dir / ENDPOINTS_DIR).glob("*") if p.is_file()} if only is None else set(only)
+        paths = set(spec_paths(env_dir)) if only is None else set(only)
         paths |= {p for p in repo.overrides if p.parent == env_dir / ENDPOINTS_DIR}
         for path in sorted(paths):
-            _load_endpoint(repo, env, path)
+            load_endpoint(repo, env, path)
     repo.problems.extend(colliding_objects(repo.endpoints))
     return repo
+
+
+def load_environments(root: Path, requested: Sequence[str] = ()) -> dict[str, tuple[Environment | None, list[Problem]]]:
+    """Load and validate the selected environment files only: name -> (environment or None, its problems)."""
+    loaded = {}
+    for name in select_environments(root, requested):
+        repo = Repository(root)
+        loaded[name] = (_load_environment(repo, root / ENVIRONMENTS_DIR / name), repo.problems)
+    return loaded
+
+
+def spec_paths(env_dir: Path) -> list[Path]:
+    """Every (non-hidden) file in an environment's endpoints/ folder, sorted; load_endpoint judges each."""
+    folder = env_dir / ENDPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
 
 
 def _load(repo: Repository, path: Path, schema_name: str) -> Document | None:
@@ -102,7 +121,8 @@ def _load_environment(repo: Repository, env_dir: Path) -> Environment | None:
     return env
 
 
-def _load_endpoint(repo: Repository, env: Environment | None, path: Path) -> None:
+def load_endpoint(repo: Repository, env: Environment | None, path: Path) -> None:
+    """Load, schema-check and rule-check one endpoint spec into `repo` (its endpoints or its problems)."""
     if path.suffix != ".yaml":
         if path.suffix == ".yml":
             shown = display_path(path, repo.root)
@@ -116,3 +136,4 @@ def _load_endpoint(repo: Repository, env: Environment | None, path: Path) -> Non
     repo.problems.extend(problems)
     if not problems:
         repo.endpoints.append(endpoint)
+

@@ -78,7 +78,7 @@ def test_invalid_spec_writes_nothing(root: Path) -> None:
 
 
 @pytest.mark.parametrize(("target", "failing_call"), [
-    ("write_text", 1), ("write_text", 7), ("rename", 1), ("rename", 2),
+    ("write", 1), ("write", 7), ("rename", 1), ("rename", 2),
 ])
 def test_failure_while_writing_leaves_the_old_tree(root: Path, monkeypatch: pytest.MonkeyPatch,
                                                    target: str, failing_call: int) -> None:
@@ -91,7 +91,7 @@ def test_failure_while_writing_leaves_the_old_tree(root: Path, monkeypatch: pyte
 
     edit_spec(root, "dev", "sentiment", change)
     calls = {"n": 0}
-    original = Path.write_text if target == "write_text" else os.rename
+    original = writer._write_new if target == "write" else os.rename
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
@@ -99,8 +99,8 @@ def test_failure_while_writing_leaves_the_old_tree(root: Path, monkeypatch: pyte
             raise OSError(28, "No space left on device")
         return original(*args, **kwargs)
 
-    if target == "write_text":
-        monkeypatch.setattr(Path, "write_text", failing)
+    if target == "write":
+        monkeypatch.setattr(writer, "_write_new", failing)
     else:
         monkeypatch.setattr(writer.os, "rename", failing)
     with pytest.raises(OSError, match="No space left"):
