@@ -27,6 +27,7 @@ MAX_SHOWN = 60  # characters of a bad value quoted in a message
 
 FieldPath = tuple[str | int, ...]
 
+_STR = "tag:yaml.org,2002:str"
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + name
     for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
@@ -175,6 +176,8 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        if node.tag == _STR:
+            return node.value
         kind = node.tag.rsplit(":", 1)[-1]
         try:
             value = self.loader.construct_object(node, deep=True)

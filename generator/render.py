@@ -76,22 +76,41 @@ class Manifest:
 _ONE_LETTER_BOOLEAN = re.compile(r"(?m)^([ ]*(?:- )*(?:[^\n]*?: )?)([yYnN])$")
 
 
-_ENDS_IN_ONE_LETTER = re.compile(r"(?m)(?:^|[ ])[yYnN]$")
+_LINE_ENDS_IN_ONE_LETTER = tuple(f"{before}{letter}\n" for letter in "yYnN" for before in " \n")
 
 
 def dump_yaml(obj: Any) -> str:
     """The canonical output style: block YAML in the object's key order, multi-line strings double-quoted."""
     text = fast_yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000)
-    return _ONE_LETTER_BOOLEAN.sub(r"\1'\2'", text) if _ENDS_IN_ONE_LETTER.search(text) else text
+    if any(end in text for end in _LINE_ENDS_IN_ONE_LETTER) or text[:2] in ("y\n", "Y\n", "n\n", "N\n"):
+        return _ONE_LETTER_BOOLEAN.sub(r"\1'\2'", text)
+    return text
 
 
 def to_yaml_scalar(value: Any) -> str:
     """Jinja finalize hook: any value becomes a JSON literal, valid and inert as YAML."""
+    kind = type(value)
+    if kind is str:
+        text = _STRING_LITERALS.get(value)
+        if text is None:
+            if len(_STRING_LITERALS) > 100_000:
+                _STRING_LITERALS.clear()
+            text = _STRING_LITERALS[value] = _json_literal(value)
+        return text
+    if kind is int:
+        return str(value)
     import jinja2  # imported when a template renders: the fast no-change path never needs it
 
     if isinstance(value, jinja2.Undefined):
         str(value)  # a StrictUndefined raises here, naming the missing variable or attribute
         raise jinja2.UndefinedError("undefined value")
+    return _json_literal(value)
+
+
+_STRING_LITERALS: dict[str, str] = {}  # names, labels and images repeat across objects
+
+
+def _json_literal(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, sort_keys=False)
     if _UNSAFE_IN_YAML.search(text) is None:
         return text
@@ -102,7 +121,15 @@ def to_yaml_scalar(value: Any) -> str:
 def jinja_environment() -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(
+    class Environment(jinja2.Environment):
+        """`a.b` on a dict looks the key up first (Jinja tries the attribute first, and the miss is slow)."""
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    return Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
         finalize=to_yaml_scalar,
@@ -111,6 +138,9 @@ def jinja_environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def render_object(template: str, expected_namespace: str | None, **context: Any) -> dict[str, Any]:
