@@ -16,6 +16,7 @@ import re
 import urllib.error
 import urllib.request
 from functools import cache
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ class SchemaStore:
         if key not in self._validators:
             self._validators[key] = self._compile(api_version, kind)
         return self._validators[key]
+
+    def warm(self, kinds: Iterable[tuple[str, str]]) -> None:
+        """Compile the validators of these (kind, apiVersion) pairs now; a schema that fails is reported on use."""
+        for kind, api_version in kinds:
+            try:
+                self.validator(api_version, kind)
+            except SchemaError:
+                pass
 
     def _compile(self, api_version: str, kind: str) -> Any | None:
         group, _, version = api_version.rpartition("/")

@@ -1,8 +1,8 @@
-"""One parallel pass over every endpoint spec: load and validate it, render its files, hand them to a sink.
+"""One parallel pass over every endpoint spec: load and validate it, then work on it (render, check, ...).
 
 Each worker owns whole endpoints, so specs, rendered texts and parsed objects
 never cross processes (pickling them would cost more than rendering them);
-only problems, a short summary per endpoint and what the sink returns come
+only problems, a short summary per endpoint and what the work returns come
 back. The rule that spans endpoints (derived object names must not collide)
 runs afterwards, on the summaries.
 """
@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import cache
-from .model import Environment
+from .model import Endpoint, Environment
 from .parallel import map_chunks
 from .problems import Problem
-from .render import endpoint_files
 from .repository import ENVIRONMENTS_DIR, Repository, load_endpoint, load_repository, spec_paths
 from .views import environment_view
 
-Sink = Callable[[str, dict[str, str]], Any]  # (environment, files of one endpoint) -> what the outcome keeps
+Work = Callable[[Environment, dict[str, Any], Endpoint], Any]  # (environment, its view, a valid endpoint) -> result
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Outcome:
     problems: list[Problem]
     name: str = ""
     summary: dict[str, Any] | None = None  # cache.summary() of a valid endpoint
-    result: Any = None  # what the sink returned for its files
+    result: Any = None  # what the work returned for it
 
     @property
     def namespace(self) -> str:
@@ -54,9 +53,9 @@ class Sweep:
         return [o for o in self.outcomes if o.env == env and o.summary is not None]
 
 
-def sweep(root: Path, environments: dict[str, tuple[Environment | None, list[Problem]]], sink: Sink | None,
+def sweep(root: Path, environments: dict[str, tuple[Environment | None, list[Problem]]], work: Work | None,
           progress: Callable[[int, int], None] | None = None) -> Sweep:
-    """Load, validate and (with a sink) render every endpoint of the given environments, in parallel."""
+    """Load and validate every endpoint of the given environments and do `work` on each valid one, in parallel."""
     specs = [(name, path) for name in environments for path in spec_paths(root / ENVIRONMENTS_DIR / name)]
     envs = {name: env for name, (env, _) in environments.items()}
     views = {name: environment_view(env) for name, env in envs.items() if env is not None}
@@ -71,8 +70,8 @@ def sweep(root: Path, environments: dict[str, tuple[Environment | None, list[Pro
             if part.endpoints:
                 ep = part.endpoints[0]
                 outcome.name, outcome.summary = ep.name, cache.summary(ep)
-                if sink is not None:
-                    outcome.result = sink(name, endpoint_files(ep.env, views[name], ep))
+                if work is not None:
+                    outcome.result = work(ep.env, views[name], ep)
             outcomes.append(outcome)
         return outcomes
 
