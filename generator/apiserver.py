@@ -97,6 +97,18 @@ def _metadata(obj: Obj) -> Iterator[Violation]:
 def _qualified_key(key: Any) -> bool:
     if not isinstance(key, str):
         return False
+    known = _QUALIFIED.get(key)
+    if known is None:
+        if len(_QUALIFIED) > 100_000:
+            _QUALIFIED.clear()
+        known = _QUALIFIED[key] = _is_qualified_key(key)
+    return known
+
+
+_QUALIFIED: dict[str, bool] = {}  # label and annotation keys repeat across every object
+
+
+def _is_qualified_key(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
         return False

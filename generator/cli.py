@@ -15,8 +15,8 @@ import click
 
 from . import __version__
 from .problems import EndpointgenError, ProblemsFound, UsageError, display_path, format_problems, junit
-from .generate import StaleOutput, check as check_output, render as render_output, validate_manifests
-from .manifests import Options
+from .generate import InvalidManifests, StaleOutput, check as check_output, render as render_output, validate_manifests
+from .manifests import Options, Report
 from .report import effective_json, effective_table
 from .edit import (Changes, create_version, delete_version, new_endpoint, parse_model, parse_pair, promote,
                    update_endpoint, update_version)
@@ -83,6 +83,46 @@ env_option = click.option("--env", "envs", multiple=True, metavar="ENV",
                           help="Environment to work on (repeatable; default: all).")
 
 
+def schema_options(command: F) -> F:
+    """The schema knobs shared by `validate` and `render --validate`."""
+    for option in reversed([
+        click.option("--schema-location", "locations", multiple=True, metavar="LOCATION",
+                     envvar="ENDPOINTGEN_SCHEMA_LOCATION",
+                     help="CRD schema folder, kubeconform template (e.g. 'dir/{{ .Group }}/{{ .ResourceKind }}_"
+                          "{{ .ResourceAPIVersion }}.json') or http(s) URL (fetched and cached); repeatable. "
+                          "Default: schema/crds in the repo. The environment variable takes several, space-separated."),
+        click.option("--strict/--no-strict", default=True, show_default=True,
+                     help="Reject fields the Kubernetes schemas do not define."),
+        click.option("--ignore-missing-schemas", is_flag=True, help="Do not report kinds that have no schema."),
+        click.option("--skip", "skip", multiple=True, metavar="KIND",
+                     help="Kinds to skip (repeatable, or comma-separated)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def schema_settings(root: Path, locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool,
+                    skip: tuple[str, ...], engine: str = "builtin") -> Options:
+    """The Options of the schema knobs as given on the command line."""
+    return Options(
+        locations=list(locations) or [str(root / "schema" / "crds")],
+        strict=strict,
+        ignore_missing_schemas=ignore_missing_schemas,
+        skip_kinds=frozenset(k.strip() for item in skip for k in item.split(",") if k.strip()),
+        engine=engine,
+        cache_dir=root / ".endpointgen-cache" / "schemas",
+    )
+
+
+def print_findings(report: Report, output: str) -> None:
+    """Waived findings, then problems (with their count), as validate prints them in text or github output."""
+    if report.waived:
+        click.echo(format_problems(sorted(report.waived), output), err=True)
+    if report.problems:
+        click.echo(format_problems(sorted(report.problems), output), err=True)
+        click.echo(f"endpointgen: {len(report.problems)} problem(s) found in rendered manifests", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The GitOps repository to work on.")
@@ -100,15 +140,7 @@ def cli(ctx: click.Context, root: Path) -> None:
 @click.option("--rendered", "from_disk", is_flag=True,
               help="Check the files in rendered/ and clusters/ instead of an in-memory render.")
 @click.option("--specs-only", is_flag=True, help="Check the specs only, not the rendered manifests.")
-@click.option("--schema-location", "locations", multiple=True, metavar="LOCATION",
-              envvar="ENDPOINTGEN_SCHEMA_LOCATION",
-              help="CRD schema folder, kubeconform template (e.g. 'dir/{{ .Group }}/{{ .ResourceKind }}_"
-                   "{{ .ResourceAPIVersion }}.json') or http(s) URL (fetched and cached); repeatable. "
-                   "Default: schema/crds in the repo. The environment variable takes several, space-separated.")
-@click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Reject fields the Kubernetes schemas do not define.")
-@click.option("--ignore-missing-schemas", is_flag=True, help="Do not report kinds that have no schema.")
-@click.option("--skip", "skip", multiple=True, metavar="KIND", help="Kinds to skip (repeatable, or comma-separated).")
+@schema_options
 @click.option("--engine", type=click.Choice(["builtin", "kubeconform"]), default="builtin", show_default=True,
               help="Schema validation engine; kubeconform runs the binary on PATH with the same locations.")
 @click.option("--summary", is_flag=True, help="Print a summary line of the objects checked.")
@@ -128,14 +160,7 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
         _print_clean(output, f"ok: {len(repo.endpoints)} endpoint(s) in {len(repo.environments)} "
                              "environment(s) are valid")
         return
-    options = Options(
-        locations=list(locations) or [str(root / "schema" / "crds")],
-        strict=strict,
-        ignore_missing_schemas=ignore_missing_schemas,
-        skip_kinds=frozenset(k.strip() for item in skip for k in item.split(",") if k.strip()),
-        engine=engine,
-        cache_dir=root / ".endpointgen-cache" / "schemas",
-    )
+    options = schema_settings(root, locations, strict, ignore_missing_schemas, skip, engine)
     with ProgressBar("checking manifests", quiet) as bar:
         report = validate_manifests(root, envs, options, from_disk=from_disk, progress=bar)
     if output == "json":
@@ -143,11 +168,7 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
     elif output == "junit":
         click.echo(junit(sorted(report.problems), report.files))
     else:
-        if report.waived:
-            click.echo(format_problems(sorted(report.waived), output), err=True)
-        if report.problems:
-            click.echo(format_problems(sorted(report.problems), output), err=True)
-            click.echo(f"endpointgen: {len(report.problems)} problem(s) found in rendered manifests", err=True)
+        print_findings(report, output)
     if summary:
         click.echo(report.summary(), err=output in ("json", "junit"))
     if report.problems:
@@ -187,17 +208,32 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
 
 @cli.command()
 @env_option
+@click.option("--validate", "check_manifests", is_flag=True,
+              help="Also check every rendered object as `validate` does, in the same pass, and write nothing unless "
+                   "all pass (renders everything: the no-change and incremental shortcuts are not taken).")
+@schema_options
 @quiet_option
 @click.pass_context
 @reports_errors
-def render(ctx: click.Context, envs: tuple[str, ...], quiet: bool) -> None:
+def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, locations: tuple[str, ...], strict: bool,
+           ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
     """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
-    with ProgressBar("rendering endpoints", quiet) as bar:
-        result = render_output(ctx.obj, envs, bar)
+    options = schema_settings(ctx.obj, locations, strict, ignore_missing_schemas, skip) if check_manifests else None
+    findings = Report()
+    try:
+        with ProgressBar("rendering endpoints", quiet) as bar:
+            result = render_output(ctx.obj, envs, bar, options, findings)
+    except InvalidManifests as exc:
+        print_findings(exc.report, "text")
+        click.echo("endpointgen: nothing was written", err=True)
+        ctx.exit(1)
+    print_findings(findings, "text")
     for env, diff in sorted(result.items()):
         changed = len(diff.stale) + len(diff.missing)
         summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
         click.echo(f"{env}: {summary}")
+    if options is not None:
+        click.echo(f"ok: {findings.objects} rendered object(s) pass the schema, API-server and policy checks")
 
 
 @cli.command()

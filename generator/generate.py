@@ -12,19 +12,19 @@ from typing import Any
 import yaml
 
 from . import cache, incremental
-from .manifests import Options, RenderedObject, Report, check_environment, objects_from_files, schema_store
+from .manifests import (Options, RenderedObject, Report, check_environment, objects_from_files, read_documents,
+                        schema_store)
 from .model import Endpoint, Environment
 from .parallel import map_chunks
 from .problems import EndpointgenError, Problem, ProblemsFound
-from .render import (ALLOWED_KINDS, CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR, endpoint_files, flux_endpoint, flux_folder,
-                     flux_platform, kustomizations, render_endpoint, render_flux, render_platform, shared_files)
+from .render import (ALLOWED_KINDS, CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR, Manifest, endpoint_files, endpoint_manifests,
+                     flux_folder, flux_platform, kustomizations, render_endpoint, render_flux, render_platform, shared_files)
 from .repository import Repository, environment_names, load_environments, load_repository, select_environments
 from .sweep import sweep
 from .views import environment_view
 from .writer import Files, OutputTree, TreeDiff, owned_files, present_files
 
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class StaleOutput(EndpointgenError):
@@ -84,51 +84,115 @@ class Output:
     trees: dict[str, OutputTree] = field(default_factory=dict)
     diffs: dict[str, TreeDiff] = field(default_factory=dict)
     summaries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    report: Report | None = None  # the manifest checks, when asked for
+    made: Path | None = None  # rendered/, when staging created it
 
     def discard(self) -> None:
         for tree in self.trees.values():
             tree.discard()
+        if self.made is not None and self.made.is_dir() and not any(self.made.iterdir()):
+            self.made.rmdir()  # a render that wrote nothing leaves no empty rendered/ behind
 
 
-def full_render(root: Path, envs: Sequence[str], progress: Progress = None, *, stage: bool) -> Output:
+class InvalidManifests(EndpointgenError):
+    """Rendered objects failed the manifest checks (render --validate); nothing was written."""
+
+    def __init__(self, report: Report):
+        super().__init__(f"{len(report.problems)} problem(s) found in rendered manifests; nothing was written")
+        self.report = report
+
+
+def full_render(root: Path, envs: Sequence[str], progress: Progress = None, *, stage: bool,
+                options: Options | None = None) -> Output:
     """Validate and render every endpoint of `envs` in parallel, each worker staging (or comparing) its files.
 
+    With `options`, every rendered object is also checked as `validate` does (InvalidManifests when one fails).
     Raises ProblemsFound, with nothing staged left behind, when any spec is invalid.
     """
     environments = load_environments(root, envs)
-    out = Output({name: OutputTree(root, name, stage=stage) for name in environments})
+    made = root / RENDERED_DIR if stage and not (root / RENDERED_DIR).exists() else None
+    out = Output({name: OutputTree(root, name, stage=stage) for name in environments}, made=made)
     try:
-        done = sweep(root, environments, lambda env, view, ep: out.trees[env.name].add(endpoint_files(env, view, ep)),
-                     progress)
+        if options is not None:
+            _compile_schemas(environments, options)
+        done = sweep(root, environments, _StageEndpoint(out.trees, options), progress)
         if done.problems:
             raise ProblemsFound(done.problems)
+        out.report = Report(endpoints=sum(o.summary is not None for o in done.outcomes),
+                            environments=len(environments)) if options is not None else None
         for name, env in done.environments.items():
             assert env is not None
             valid = done.valid(name)
-            statuses = {rel: status for o in valid for rel, status in o.result.items()}
-            statuses.update(out.trees[name].add(shared_files(env, environment_view(env), valid)))
+            statuses = {rel: status for o in valid for rel, status in o.result[0].items()}
+            view = environment_view(env)
+            statuses.update(out.trees[name].add(shared_files(env, view, valid)))
             out.diffs[name] = out.trees[name].diff(statuses)
             out.summaries[name] = {o.name: o.summary for o in valid if o.summary is not None}
+            if out.report is not None and options is not None:
+                for o in valid:
+                    out.report.merge(o.result[1])
+                shared = render_platform(env, view, valid) + [flux_platform(env, view)]
+                check_environment([RenderedObject(m.path, m.text, m.obj) for m in shared],
+                                  env.settings["kubernetes_version"], options, {}, out.report)
+        if out.report is not None and out.report.problems:
+            raise InvalidManifests(out.report)
         return out
     except BaseException:
         out.discard()
         raise
 
 
-def render(root: Path, envs: Sequence[str] = (), progress: Progress = None) -> dict[str, TreeDiff]:
+@dataclass
+class _StageEndpoint:
+    """Sweep work of render and check: render one endpoint, optionally check its objects, stage or compare its files."""
+
+    trees: dict[str, OutputTree]
+    options: Options | None
+
+    def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> tuple[dict[str, str], Report | None]:
+        manifests = endpoint_manifests(env, view, ep)
+        report = _check_endpoint(env, ep, manifests, self.options) if self.options is not None else None
+        return self.trees[env.name].add(endpoint_files(env, ep, manifests)), report
+
+
+def _check_endpoint(env: Environment, ep: Endpoint, manifests: list[Manifest], options: Options) -> Report:
+    report = Report()
+    check_environment([RenderedObject(m.path, m.text, m.obj) for m in manifests], env.settings["kubernetes_version"],
+                      options, dict([_waivers(ep)]), report)
+    return report
+
+
+def _compile_schemas(environments: dict[str, tuple[Environment | None, list[Problem]]], options: Options) -> None:
+    """Compile every schema the rendered kinds need before the workers fork, so each does not compile them again."""
+    for env, _ in environments.values():
+        if env is not None:
+            schema_store(env.settings["kubernetes_version"], tuple(options.locations), options.strict,
+                         options.cache_dir).warm(ALLOWED_KINDS.items())
+
+
+def render(root: Path, envs: Sequence[str] = (), progress: Progress = None,
+           options: Options | None = None, findings: Report | None = None) -> dict[str, TreeDiff]:
     """Bring rendered/ and clusters/ up to date; nothing is written if any spec is invalid or any file in the way
-    was not generated by endpointgen."""
+    was not generated by endpointgen.
+
+    With `options` (render --validate), every object is rendered and checked, the cache aside, and nothing is
+    written unless all pass; `findings` receives what the checks found (waived findings included).
+    """
     selected = select_environments(root, envs)
-    current = cache.current(root, selected)
+    current = cache.current(root, selected) if options is None else []
     if len(current) == len(selected) and (envs or not _orphan_folders(root)):
         return {env: TreeDiff() for env in selected}
     stale = [env for env in selected if env not in current]
     try:
-        changes = {env: change for env in stale if (change := incremental.plan_changed(root, env)) is not None}
+        changes = {env: change for env in stale
+                   if options is None and (change := incremental.plan_changed(root, env)) is not None}
     except ProblemsFound:
         changes = {}  # the full render below reports every problem of every environment at once
     stale = [env for env in stale if env not in changes]
-    out = full_render(root, stale, progress, stage=True) if stale else Output()
+    out = full_render(root, stale, progress, stage=True, options=options) if stale else Output()
+    if findings is not None and out.report is not None:
+        findings.merge(out.report)
+        findings.endpoints, findings.environments = out.report.endpoints, out.report.environments
     try:
         found = {**out.diffs, **_orphans(root, envs)}
         foreign = [path for d in found.values() for path in d.foreign]
@@ -184,10 +248,7 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
     if options.engine == "kubeconform":
         return _validate_with_kubeconform(root, envs, options, from_disk=from_disk, progress=progress)
     environments = load_environments(root, envs)
-    for env, _ in environments.values():
-        if env is not None:  # compiled before the workers fork, so each does not compile them again
-            schema_store(env.settings["kubernetes_version"], tuple(options.locations), options.strict,
-                         options.cache_dir).warm(ALLOWED_KINDS.items())
+    _compile_schemas(environments, options)
     work = _EndpointOnDisk(root, options) if from_disk else _EndpointInMemory(options)
     done = sweep(root, environments, work, progress)
     if done.problems:
@@ -222,11 +283,7 @@ class _EndpointInMemory:
     options: Options
 
     def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> tuple[Report, list[str], Any]:
-        part, waivers = Report(), _waivers(ep)
-        manifests = render_endpoint(env, view, ep) + [flux_endpoint(env, view, ep.name)]
-        check_environment([RenderedObject(m.path, m.text, m.obj) for m in manifests], env.settings["kubernetes_version"],
-                          self.options, dict([waivers]), part)
-        return part, [], waivers
+        return _check_endpoint(env, ep, endpoint_manifests(env, view, ep), self.options), [], _waivers(ep)
 
 
 @dataclass
@@ -396,7 +453,8 @@ def kustomization_problems(env: str, manifests: list[str], read: Callable[[str],
 
 def _resources(text: str) -> list[str]:
     try:
-        data = yaml.load(text, Loader=_Loader)
+        documents = read_documents(text)
     except yaml.YAMLError:
         return []  # reported as invalid YAML by objects_from_files
+    data = documents[0] if len(documents) == 1 else None
     return [str(r) for r in (data.get("resources") or [])] if isinstance(data, dict) else []

@@ -26,6 +26,7 @@ from .kubeschemas import SchemaError, SchemaStore, as_template, builtin_dir
 from .loader import Document, LoadError, format_field, parse_yaml
 from .policy import POLICIES, endpoint_policies, object_policies
 from .problems import EndpointgenError, Problem
+from .render import load_documents
 
 KUSTOMIZE_CONFIG = "kustomize.config.k8s.io/v1beta1"
 UNKNOWN_FIELD = "unknown field "  # messages starting so are located at the key, not at its value
@@ -91,17 +92,24 @@ class KubeconformError(EndpointgenError):
     """The kubeconform engine was asked for but could not run."""
 
 
-# Plain scalars that YAML 1.1 (Kubernetes' reader, PyYAML) and YAML 1.2 (fast-yaml) read differently.
+# Plain scalars that YAML 1.1 (Kubernetes' reader, PyYAML) and YAML 1.2 (fast-yaml) read differently, after ": ",
+# "- " or a line's leading space. The lookahead lets the regex engine skip most positions fast.
 _READ_DIFFERENTLY = re.compile(
-    r"(?mi)(?:^|:|-) (?:y|n|yes|no|on|off|0[0-7]+|0o[0-7]+|[-+]?[0-9][0-9_]*_[0-9_]*|[-+]?[0-9]+(?::[0-5]?[0-9])+"
+    r"(?mi)[:\n-] (?=[-+.0-9yno])(?:y|n|yes|no|on|off|0[0-7]+|0o[0-7]+|[-+]?[0-9][0-9_]*_[0-9_]*|[-+]?[0-9]+(?::[0-5]?[0-9])+"
     r"(?:\.[0-9]*)?|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ].*)?|[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+)$")
 
 
-def _documents(text: str) -> list[Any]:
+def reads_differently(text: str) -> bool:
+    """Whether a YAML 1.1 reader could read some plain scalar of `text` differently from a YAML 1.2 one."""
+    return _READ_DIFFERENTLY.search(text) is not None or (text.startswith(" ") and
+                                                          _READ_DIFFERENTLY.search("\n" + text) is not None)
+
+
+def read_documents(text: str) -> list[Any]:
     """The documents of a file as Kubernetes reads them: fast-yaml, or PyYAML where YAML 1.1 differs or on error."""
-    if not _READ_DIFFERENTLY.search(text):
+    if not reads_differently(text):
         try:
-            return [d for d in fast_yaml.safe_load_all(text) if d is not None]
+            return load_documents(text)
         except (ValueError, fast_yaml.YAMLError):
             pass  # PyYAML below gives the error with its position
     return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
@@ -112,7 +120,7 @@ def objects_from_files(files: dict[str, str]) -> tuple[list[RenderedObject], lis
     objects, problems = [], []
     for path, text in sorted(files.items()):
         try:
-            documents = _documents(text)
+            documents = read_documents(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

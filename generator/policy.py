@@ -8,8 +8,9 @@ auth is on, and nothing that looks like secret material.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .apiserver import JsonPath, Obj, mapping, metadata_of, sequence
@@ -50,17 +51,48 @@ def object_policies(obj: Obj) -> Iterator[Violation]:
 
 
 def _secret_values(value: Any, path: JsonPath) -> Iterator[Violation]:
+    """Literal values of secret-named environment variables, and strings that look like keys or tokens."""
+    try:  # one C-speed pass rules out most objects: no env list, and no string holding a hint (none is escaped)
+        dumped = json.dumps(value, ensure_ascii=False)
+        if '"env"' not in dumped and not _has_hint(dumped):
+            return iter(())
+    except (TypeError, ValueError):
+        pass  # values JSON has no type for (a YAML 1.1 timestamp): walk them
+    found: list[Violation] = []
+    _walk_secrets(value, path, found)
+    return iter(found)
+
+
+def _has_hint(text: str) -> bool:
+    """Whether `text` holds a substring SECRET_VALUE cannot match without."""
+    return "eyJ" in text or "sig=" in text or "-----BEGIN " in text or "AccountKey=" in text
+
+
+def _looks_secret(text: str) -> bool:
+    return _has_hint(text) and SECRET_VALUE.search(text) is not None
+
+
+def _walk_secrets(value: Any, path: JsonPath, found: list[Violation]) -> None:
+    """A plain recursive walk (no generators: it visits every value of every object)."""
+    is_env = False
     if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _secret_values(item, path + (key,))
+        items: Iterable[tuple[Any, Any]] = value.items()
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, dict) and "value" in item and isinstance(item.get("name"), str) \
-                    and SECRET_NAME.search(item["name"]) and path[-1:] == ("env",):
-                yield path + (index, "value"), f"{item['name']} carries a literal value", "no-secret-material"
-            yield from _secret_values(item, path + (index,))
-    elif isinstance(value, str) and SECRET_VALUE.search(value):
-        yield path, "value looks like secret material (key, token or SAS signature)", "no-secret-material"
+        items, is_env = enumerate(value), path[-1:] == ("env",)
+    else:
+        if isinstance(value, str) and _looks_secret(value):
+            found.append((path, "value looks like secret material (key, token or SAS signature)", "no-secret-material"))
+        return
+    for key, item in items:
+        if isinstance(item, str):
+            if _looks_secret(item):
+                found.append((path + (key,), "value looks like secret material (key, token or SAS signature)",
+                              "no-secret-material"))
+        elif isinstance(item, (dict, list)):
+            if is_env and isinstance(item, dict) and "value" in item and isinstance(item.get("name"), str) \
+                    and SECRET_NAME.search(item["name"]):
+                found.append((path + (key, "value"), f"{item['name']} carries a literal value", "no-secret-material"))
+            _walk_secrets(item, path + (key,), found)
 
 
 def pod_policies(pod: Obj, path: JsonPath) -> Iterator[Violation]:

@@ -143,6 +143,14 @@ def jinja_environment() -> jinja2.Environment:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+def load_documents(text: str) -> list[Any]:
+    """The non-empty documents of a YAML 1.2 text, by fast-yaml (one document without markers is the quick case)."""
+    if "\n---" in text or "\n..." in text or text.startswith(("---", "...")):
+        return [d for d in fast_yaml.safe_load_all(text) if d is not None]
+    document = fast_yaml.safe_load(text)
+    return [] if document is None else [document]
+
+
 def render_object(template: str, expected_namespace: str | None, **context: Any) -> dict[str, Any]:
     """Render one template and return the single object it produced, after checking it."""
     import jinja2
@@ -152,7 +160,7 @@ def render_object(template: str, expected_namespace: str | None, **context: Any)
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {template}: {exc}") from None
     try:
-        documents = [d for d in fast_yaml.safe_load_all(text) if d is not None]
+        documents = load_documents(text)
     except (ValueError, fast_yaml.YAMLError) as exc:
         raise RenderError(f"template {template} produced invalid YAML: {exc}") from None
     if len(documents) != 1 or not isinstance(documents[0], dict):
@@ -242,13 +250,17 @@ def _flux(env: Environment, view: dict[str, Any], path: str, k: dict[str, Any]) 
     return Manifest(path, obj, env.doc.display)
 
 
-def endpoint_files(env: Environment, view: dict[str, Any], ep: Endpoint) -> dict[str, str]:
-    """Every file one endpoint owns: its manifests, its folder's kustomization.yaml and its Flux Kustomization."""
+def endpoint_manifests(env: Environment, view: dict[str, Any], ep: Endpoint) -> list[Manifest]:
+    """Every object one endpoint owns: its manifests and its Flux Kustomization."""
+    return render_endpoint(env, view, ep) + [flux_endpoint(env, view, ep.name)]
+
+
+def endpoint_files(env: Environment, ep: Endpoint, manifests: list[Manifest]) -> dict[str, str]:
+    """The files of an endpoint's manifests, with its folder's kustomization.yaml."""
     folder = f"{RENDERED_DIR}/{env.name}/endpoints/{ep.name}"
-    files = {m.path: m.text for m in render_endpoint(env, view, ep)}
-    files[f"{folder}/kustomization.yaml"] = _kustomization(env.name, sorted(p[len(folder) + 1:] for p in files))
-    flux = flux_endpoint(env, view, ep.name)
-    files[flux.path] = flux.text
+    files = {m.path: m.text for m in manifests}
+    inside = sorted(p[len(folder) + 1:] for p in files if p.startswith(folder + "/"))
+    files[f"{folder}/kustomization.yaml"] = _kustomization(env.name, inside)
     return files
 
 
