@@ -52,15 +52,29 @@ def object_policies(obj: Obj) -> Iterator[Violation]:
 
 def _secret_values(value: Any, path: JsonPath) -> Iterator[Violation]:
     """Literal values of secret-named environment variables, and strings that look like keys or tokens."""
-    try:  # one C-speed pass rules out most objects: no env list, and no string holding a hint (none is escaped)
-        dumped = json.dumps(value, ensure_ascii=False)
-        if '"env"' not in dumped and not _has_hint(dumped):
-            return iter(())
-    except (TypeError, ValueError):
-        pass  # values JSON has no type for (a YAML 1.1 timestamp): walk them
     found: list[Violation] = []
+    try:  # one C-speed pass: no string holds a hint (none is escaped in JSON), so only env lists can be at fault
+        dumped = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        dumped = None  # values JSON has no type for (a YAML 1.1 timestamp): walk them
+    if dumped is not None and not _has_hint(dumped):
+        envs = list(_pod_env_lists(value, path))
+        if dumped.count('"env"') == len(envs):  # every "env" in the object is a pod template's env list
+            for where, variables in envs:
+                _walk_secrets(variables, where, found)
+            return iter(found)
     _walk_secrets(value, path, found)
     return iter(found)
+
+
+def _pod_env_lists(obj: Any, path: JsonPath) -> Iterator[tuple[JsonPath, list[Any]]]:
+    """The env lists of a workload's pod template containers, where endpointgen puts them."""
+    pod = mapping(mapping(mapping(obj.get("spec") if isinstance(obj, dict) else None).get("template")).get("spec"))
+    for group in ("initContainers", "containers"):
+        for index, container in enumerate(sequence(pod.get(group))):
+            variables = mapping(container).get("env")
+            if isinstance(variables, list):
+                yield path + ("spec", "template", "spec", group, index, "env"), variables
 
 
 def _has_hint(text: str) -> bool:

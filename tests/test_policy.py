@@ -122,6 +122,13 @@ CASES: list[tuple[str, str, str | None, Callable[[list[Obj]], None], set[tuple[i
     ("no-secret-material", "literal-api-key", None,
      on_deployment(lambda o: scoring(o).update(env=[{"name": "SCORING_API_KEY", "value": "abc"}])),
      {(0, C + ("env", 0, "value"))}),
+    ("no-secret-material", "literal-password-in-an-init-container", None,
+     on_deployment(lambda o: o["spec"]["template"]["spec"]["initContainers"][0].update(
+         env=[{"name": "LOG_LEVEL", "value": "info"}, {"name": "DB_PASSWORD", "value": "hunter2"}])),
+     {(0, ("spec", "template", "spec", "initContainers", 0, "env", 1, "value"))}),
+    ("no-secret-material", "literal-token-in-an-env-list-elsewhere", None,
+     lambda objects: objects[5]["spec"].update(env=[{"name": "ACCESS_TOKEN", "value": "abc"}]),
+     {(5, ("spec", "env", 0, "value"))}),
     ("no-secret-material", "private-key", None,
      on_deployment(lambda o: o["metadata"].update(annotations={"cert": "-----BEGIN RSA PRIVATE KEY-----\nMII"})),
      {(0, ("metadata", "annotations", "cert"))}),
