@@ -2,9 +2,9 @@
 
 Per environment, a fingerprint covers everything its output depends on
 (endpointgen's code, templates and schemas, the environment file and every
-endpoint spec) and a record holds each output file's size and modification
-time. When the fingerprint and every file's stat still match, the disk holds
-what render would write. `check` never relies on this: it compares real bytes.
+endpoint spec, by content hash) and a digest covers each output file's path,
+size and modification time. When both still match, the disk holds what
+render would write. `check` never relies on this: it compares real bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__
 from .model import Endpoint
 from .render import CLUSTERS_DIR, RENDERED_DIR
-from .repository import ENDPOINTS_DIR, ENVIRONMENT_FILE, ENVIRONMENTS_DIR
+from .repository import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, spec_paths
 from .writer import write_atomic
 
 CACHE_DIR = ".endpointgen-cache"
@@ -42,16 +42,25 @@ def base_digest(root: Path, env: str, tool: str) -> str:
 
 
 def spec_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The content hash of a spec, read once per run while its size and modification time stay the same."""
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    if key not in _spec_digests:
+        _spec_digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _spec_digests[key]
+
+
+_spec_digests: dict[tuple[str, int, int], str] = {}
 
 
 def fingerprint(root: Path, env: str, tool: str) -> str:
     """A digest of every input of one environment's output."""
     digest = hashlib.sha256(tool.encode())
     env_dir = root / ENVIRONMENTS_DIR / env
-    for path in [env_dir / ENVIRONMENT_FILE, *sorted((env_dir / ENDPOINTS_DIR).glob("*"))]:
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    env_file = env_dir / ENVIRONMENT_FILE
+    digest.update(env_file.read_bytes() if env_file.is_file() else b"")
+    for path in spec_paths(env_dir):
+        digest.update(b"\0" + path.name.encode() + b"\0" + spec_digest(path).encode())
     return digest.hexdigest()
 
 
@@ -122,6 +131,7 @@ def entry(root: Path, env: str) -> dict[str, Any] | None:
 
 def current(root: Path, envs: list[str]) -> list[str]:
     """The environments nothing render depends on changed for since it last wrote them, nor their output."""
+    _spec_digests.clear()  # a run starts: specs may have changed since the last one in this process
     state, tool = _load(root), tool_digest()
     return [env for env in envs if _matches(root, env, state.get(env), tool)]
 
@@ -129,7 +139,17 @@ def current(root: Path, envs: list[str]) -> list[str]:
 def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
     stats = output_stats(root, env)  # always, so that this run's later reuse (fresh=False) sees the disk of now
     return isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool) \
-        and entry.get("files") == stats
+        and entry.get("files") == stats_digest(stats)
+
+
+def stats_digest(stats: dict[str, list[int]]) -> str:
+    """A digest of an output listing (path, size and modification time of every file)."""
+    return hashlib.sha256(json.dumps(stats, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def output_matches(root: Path, env: str, entry: dict[str, Any]) -> bool:
+    """Whether the output on disk is still what the recorded render left (this run's stats of it)."""
+    return entry.get("files") == stats_digest(output_stats(root, env, fresh=False))
 
 
 def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]],
@@ -143,7 +163,8 @@ def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]],
         state[env] = {
             "fingerprint": fingerprint(root, env, tool),
             "base": base_digest(root, env, tool),
-            "files": _restat(root, env, touched[env]) if touched and env in touched else output_stats(root, env),
+            "files": stats_digest(_restat(root, env, touched[env]) if touched and env in touched
+                                  else output_stats(root, env)),
             "endpoints": endpoints,
         }
     write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, separators=(",", ":")))

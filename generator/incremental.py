@@ -58,8 +58,9 @@ def plan_changed(root: Path, env: str) -> Change | None:
         return None
     folder = root / ENVIRONMENTS_DIR / env / ENDPOINTS_DIR
     paths = {p.stem: p for p in folder.glob("*") if p.is_file()}
-    if any(p.suffix != ".yaml" for p in paths.values()) or state.get("files") != cache.output_stats(root, env, fresh=False):
+    if any(p.suffix != ".yaml" for p in paths.values()) or not cache.output_matches(root, env, state):
         return None
+    before = cache.output_stats(root, env, fresh=False)  # what the recorded render left, as the digest says
     recorded: dict[str, dict] = state["endpoints"]
     changed = sorted(n for n, p in paths.items() if recorded.get(n, {}).get("spec") != cache.spec_digest(p))
     removed = sorted(set(recorded) - set(paths))
@@ -77,13 +78,13 @@ def plan_changed(root: Path, env: str) -> Change | None:
     files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
                   + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
-    kept = [rel for rel in state["files"] if rel.startswith(f"{RENDERED_DIR}/{env}/endpoints/")
+    kept = [rel for rel in before if rel.startswith(f"{RENDERED_DIR}/{env}/endpoints/")
             and not rel.endswith("/kustomization.yaml") and not _belongs(rel, env, set(changed) | set(removed))]
     wanted = kustomizations(env, kept + list(files))
     files.update({rel: text for rel, text in wanted.items() if _touched(rel, env, changed)})
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
-    return Change(root, env, files, changed, removed, state["files"], summaries)
+    return Change(root, env, files, changed, removed, before, summaries)
 
 
 def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]:

@@ -76,13 +76,14 @@ class Manifest:
 _ONE_LETTER_BOOLEAN = re.compile(r"(?m)^([ ]*(?:- )*(?:[^\n]*?: )?)([yYnN])$")
 
 
-_LINE_ENDS_IN_ONE_LETTER = tuple(f"{before}{letter}\n" for letter in "yYnN" for before in " \n")
+_ONE_LETTER_LINE = re.compile(r"[ \n][yYnN]\n")
 
 
 def dump_yaml(obj: Any) -> str:
     """The canonical output style: block YAML in the object's key order, multi-line strings double-quoted."""
     text = fast_yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1000)
-    if any(end in text for end in _LINE_ENDS_IN_ONE_LETTER) or text[:2] in ("y\n", "Y\n", "n\n", "N\n"):
+    if ("y\n" in text or "n\n" in text or "Y\n" in text or "N\n" in text) \
+            and (_ONE_LETTER_LINE.search(text) or text[:2] in ("y\n", "Y\n", "n\n", "N\n")):
         return _ONE_LETTER_BOOLEAN.sub(r"\1'\2'", text)
     return text
 
