@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .model import Endpoint
-from .render import CLUSTERS_DIR, RENDERED_DIR
-from .repository import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, spec_paths
+from .layout import CLUSTERS_DIR, ENVIRONMENT_FILE, ENVIRONMENTS_DIR, RENDERED_DIR, spec_paths
 from .writer import write_atomic
+
+if TYPE_CHECKING:
+    from .model import Endpoint
 
 CACHE_DIR = ".endpointgen-cache"
 STATE_FILE = "render-state.json"
@@ -82,12 +83,14 @@ def output_stats(root: Path, env: str, *, fresh: bool = True) -> dict[str, list[
                         stack.append(entry.path)
                     else:
                         info = entry.stat(follow_symlinks=False)
-                        stats[entry.path[prefix:].replace(os.sep, "/")] = [info.st_size, info.st_mtime_ns]
+                        stats[entry.path[prefix:] if _POSIX else entry.path[prefix:].replace(os.sep, "/")] = \
+                            [info.st_size, info.st_mtime_ns]
     _stats[(root, env)] = stats
     return stats
 
 
 _stats: dict[tuple[Path, str], dict[str, list[int]]] = {}
+_POSIX = os.sep == "/"
 
 
 def _restat(root: Path, env: str, paths: list[str]) -> dict[str, list[int]]:
@@ -144,7 +147,8 @@ def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
 
 def stats_digest(stats: dict[str, list[int]]) -> str:
     """A digest of an output listing (path, size and modification time of every file)."""
-    return hashlib.sha256(json.dumps(stats, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    listing = "\n".join(sorted(f"{path}\0{size}\0{mtime}" for path, (size, mtime) in stats.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def output_matches(root: Path, env: str, entry: dict[str, Any]) -> bool:

@@ -9,20 +9,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, cache
+from .layout import select_environments
 from .problems import EndpointgenError, ProblemsFound, UsageError, display_path, format_problems, junit
-from .generate import InvalidManifests, StaleOutput, check as check_output, render as render_output, validate_manifests
-from .manifests import Options, Report
-from .report import effective_json, effective_table
-from .edit import (Changes, create_version, delete_version, new_endpoint, parse_model, parse_pair, promote,
-                   update_endpoint, update_version)
-from .pr import as_markdown, as_text, diff as pr_diff, history_problems
-from .repository import load_repository
-from .serialize import serialize_endpoint
+from .writer import orphan_environments
+
+if TYPE_CHECKING:  # the commands import what they need, so that a render with nothing to do starts fast
+    from .edit import Changes
+    from .manifests import Options, Report
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERNAL = 3
@@ -104,6 +102,7 @@ def schema_options(command: F) -> F:
 def schema_settings(root: Path, locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool,
                     skip: tuple[str, ...], engine: str = "builtin") -> Options:
     """The Options of the schema knobs as given on the command line."""
+    from .manifests import Options
     return Options(
         locations=list(locations) or [str(root / "schema" / "crds")],
         strict=strict,
@@ -151,6 +150,8 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
              locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...],
              engine: str, summary: bool, quiet: bool) -> None:
     """Validate the specs, then every rendered object: schemas, API-server rules and policies."""
+    from .validation import validate_manifests
+    from .repository import load_repository
     ctx.meta["output"] = output
     root: Path = ctx.obj
     if specs_only:
@@ -195,6 +196,8 @@ def _print_clean(output: str, message: str) -> None:
 @reports_errors
 def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
     """Show each version's effective traffic share after the default-version rule."""
+    from .report import effective_json, effective_table
+    from .repository import load_repository
     repo = load_repository(ctx.obj, [env])
     if repo.problems:
         raise ProblemsFound(repo.problems)
@@ -218,11 +221,22 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
 def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, locations: tuple[str, ...], strict: bool,
            ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
     """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
-    options = schema_settings(ctx.obj, locations, strict, ignore_missing_schemas, skip) if check_manifests else None
+    root: Path = ctx.obj
+    current = None
+    if not check_manifests:  # nothing changed: answer before the renderer is even imported
+        selected = select_environments(root, envs)
+        current = cache.current(root, selected)
+        if len(current) == len(selected) and (envs or not orphan_environments(root)):
+            click.echo("".join(f"{env}: unchanged\n" for env in selected), nl=False)
+            return
+    from .generate import InvalidManifests, render as render_output
+    from .manifests import Report
+
+    options = schema_settings(root, locations, strict, ignore_missing_schemas, skip) if check_manifests else None
     findings = Report()
     try:
         with ProgressBar("rendering endpoints", quiet) as bar:
-            result = render_output(ctx.obj, envs, bar, options, findings)
+            result = render_output(root, envs, bar, options, findings, current=current)
     except InvalidManifests as exc:
         print_findings(exc.report, "text")
         click.echo("endpointgen: nothing was written", err=True)
@@ -246,6 +260,8 @@ def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, loc
 def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bool) -> None:
     """Exit 1 when rendered/ or clusters/ are not what render would write now (and, with --base, when the
     change alters a deployed property or an endpoint's namespace)."""
+    from .generate import StaleOutput, check as check_output
+    from .pr import history_problems
     with ProgressBar("rendering endpoints", quiet) as bar:
         lines = check_output(ctx.obj, envs, bar)
     history = history_problems(ctx.obj, base, envs) if base else []
@@ -269,6 +285,7 @@ def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bo
 @reports_errors
 def diff_command(ctx: click.Context, envs: tuple[str, ...], base: str, output: str) -> None:
     """Describe what the change does per endpoint, then the manifest diff."""
+    from .pr import as_markdown, as_text, diff as pr_diff
     result = pr_diff(ctx.obj, base, envs)
     click.echo(as_markdown(result) if output == "markdown" else as_text(result), nl=False)
 
@@ -349,6 +366,7 @@ endpoint_flag_options = _apply([_field_option(name, bool) for name in ENDPOINT_F
 
 def _changes(options: dict[str, Any], fields: Any, *, metadata: bool, version: bool) -> Changes:
     """Collect parsed options into the Changes an edit applies (to a version, or to the endpoint)."""
+    from .edit import Changes, parse_model, parse_pair
     changes = Changes(values={name: options[name] for name in fields if options.get(name) is not None})
     if version:
         changes.models = [parse_model(m) for m in options.get("models", ())]
@@ -385,6 +403,7 @@ def _edited(root: Path, path: Path) -> None:
 @reports_errors
 def new_command(ctx: click.Context, endpoint: str, env: str, version_name: str, **options: Any) -> None:
     """AksEndpoint.deploy_configuration + deploy: write a new spec with one (default) version."""
+    from .edit import new_endpoint
     endpoint_changes = _changes(options, (*ENDPOINT_FLAGS, "namespace", "compute_target_name"), metadata=True,
                                 version=False)
     keys = {k: options[f"{k}_secret"] for k in ("primary_key", "secondary_key") if options.get(f"{k}_secret")}
@@ -396,7 +415,7 @@ def new_command(ctx: click.Context, endpoint: str, env: str, version_name: str, 
     _edited(ctx.obj, new_endpoint(ctx.obj, env, endpoint, version_name, endpoint_changes, version_changes))
 
 
-def _version_edit_command(name: str, action: Callable[..., Path], help_text: str) -> None:
+def _version_edit_command(name: str, action: str, help_text: str) -> None:
     """create-version and update-version: the same arguments and options, a different edit."""
 
     @cli.command(name, help=help_text)
@@ -408,12 +427,14 @@ def _version_edit_command(name: str, action: Callable[..., Path], help_text: str
     @click.pass_context
     @reports_errors
     def command(ctx: click.Context, endpoint: str, version: str, env: str, **options: Any) -> None:
+        from . import edit
+
         changes = _changes(options, VERSION_FIELDS, metadata=True, version=True)
-        _edited(ctx.obj, action(ctx.obj, env, endpoint, version, changes))
+        _edited(ctx.obj, getattr(edit, action)(ctx.obj, env, endpoint, version, changes))
 
 
-_version_edit_command("create-version", create_version, "AksEndpoint.create_version: add a version to an endpoint.")
-_version_edit_command("update-version", update_version,
+_version_edit_command("create-version", "create_version", "AksEndpoint.create_version: add a version to an endpoint.")
+_version_edit_command("update-version", "update_version",
                       "AksEndpoint.update_version: change the given fields; everything else stays as it is.")
 
 
@@ -426,6 +447,7 @@ _version_edit_command("update-version", update_version,
 @reports_errors
 def delete_version_command(ctx: click.Context, endpoint: str, version: str, env: str, new_default: str | None) -> None:
     """AksEndpoint.delete_version: remove a version (never the last one)."""
+    from .edit import delete_version
     _edited(ctx.obj, delete_version(ctx.obj, env, endpoint, version, new_default))
 
 
@@ -438,6 +460,7 @@ def delete_version_command(ctx: click.Context, endpoint: str, version: str, env:
 @reports_errors
 def update_command(ctx: click.Context, endpoint: str, env: str, **options: Any) -> None:
     """AksEndpoint.update: endpoint-level settings (auth, App Insights, description, tags, properties)."""
+    from .edit import update_endpoint
     _edited(ctx.obj, update_endpoint(ctx.obj, env, endpoint, _changes(options, ENDPOINT_FLAGS, metadata=True, version=False)))
 
 
@@ -456,6 +479,7 @@ def update_command(ctx: click.Context, endpoint: str, env: str, **options: Any) 
 def promote_command(ctx: click.Context, endpoint: str, version: str, source: str, target: str,
                     **options: Any) -> None:
     """Copy a version's block from one environment's spec to another's (dev -> staging -> prod)."""
+    from .edit import promote
     changes = _changes(options, ("traffic_percentile", "is_default", "is_control_version_type"), metadata=False,
                        version=True)
     _edited(ctx.obj, promote(ctx.obj, endpoint, version, source, target, changes))
@@ -468,6 +492,8 @@ def promote_command(ctx: click.Context, endpoint: str, version: str, source: str
 @reports_errors
 def serialize(ctx: click.Context, endpoint: str, env: str) -> None:
     """JSON in the shape of AksEndpoint.serialize() (camelCase, versions by name, effective traffic)."""
+    from .repository import load_repository
+    from .serialize import serialize_endpoint
     repo = load_repository(ctx.obj, [env])
     if repo.problems:
         raise ProblemsFound(repo.problems)

@@ -25,7 +25,8 @@ from ruamel.yaml.tokens import CommentToken
 
 from .loader import LoadError, load_yaml
 from .problems import EndpointgenError, ProblemsFound, UsageError, display_path
-from .repository import ENDPOINTS_DIR, ENVIRONMENTS_DIR, environment_names, load_repository
+from .layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR, environment_names
+from .repository import load_repository
 from .writer import write_atomic
 
 # The order fields take in a version that endpointgen writes.

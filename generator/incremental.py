@@ -17,7 +17,8 @@ from . import cache
 from .model import Endpoint
 from .problems import Problem, ProblemsFound
 from .render import CLUSTERS_DIR, RENDERED_DIR, kustomizations, render_endpoint, render_flux, render_platform
-from .repository import ENDPOINTS_DIR, ENVIRONMENTS_DIR, load_repository
+from .layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR
+from .repository import load_repository
 from .views import environment_view
 from .writer import TreeDiff, write_atomic
 
@@ -80,8 +81,7 @@ def plan_changed(root: Path, env: str) -> Change | None:
                   + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
     kept = [rel for rel in before if rel.startswith(f"{RENDERED_DIR}/{env}/endpoints/")
             and not rel.endswith("/kustomization.yaml") and not _belongs(rel, env, set(changed) | set(removed))]
-    wanted = kustomizations(env, kept + list(files))
-    files.update({rel: text for rel, text in wanted.items() if _touched(rel, env, changed)})
+    files.update(kustomizations(env, kept + list(files), only=lambda rel: _touched(rel, env, changed)))
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
     return Change(root, env, files, changed, removed, before, summaries)

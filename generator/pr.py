@@ -21,7 +21,8 @@ from typing import Any
 from .generate import render_texts
 from .model import Endpoint
 from .problems import EndpointgenError, Problem, ProblemsFound, UsageError
-from .repository import ENVIRONMENTS_DIR, Repository, load_repository
+from .layout import ENVIRONMENTS_DIR
+from .repository import Repository, load_repository
 from .traffic import route_weights
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .layout import ENDPOINTS_DIR, ENVIRONMENT_FILE, ENVIRONMENTS_DIR, select_environments, spec_paths
 from .loader import Document, LoadError, load_yaml, parse_yaml
 from .model import Endpoint, Environment
-from .problems import Problem, UsageError, display_path
+from .problems import Problem, display_path
 from .rules import colliding_objects, endpoint_problems, environment_problems
 from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
 
-ENVIRONMENTS_DIR = "environments"
-ENVIRONMENT_FILE = "environment.yaml"
-ENDPOINTS_DIR = "endpoints"
 
 
 @dataclass
@@ -30,23 +27,6 @@ class Repository:
 
     def endpoints_of(self, env_name: str) -> list[Endpoint]:
         return [ep for ep in self.endpoints if ep.env.name == env_name]
-
-
-def environment_names(root: Path) -> list[str]:
-    """Names of the environments in the repo, sorted."""
-    base = root / ENVIRONMENTS_DIR
-    return sorted(p.parent.name for p in base.glob(f"*/{ENVIRONMENT_FILE}")) if base.is_dir() else []
-
-
-def select_environments(root: Path, requested: Sequence[str]) -> list[str]:
-    """The requested environments (all when none are named); unknown names are a usage error."""
-    available = environment_names(root)
-    if not available:
-        raise UsageError(f"no environments found: expected {ENVIRONMENTS_DIR}/<env>/{ENVIRONMENT_FILE} under {root}")
-    unknown = [name for name in requested if name not in available]
-    if unknown:
-        raise UsageError(f"unknown environment(s) {', '.join(unknown)}; available: {', '.join(available)}")
-    return sorted(set(requested)) if requested else available
 
 
 def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mapping[Path, str] | None = None,
@@ -75,15 +55,6 @@ def load_environments(root: Path, requested: Sequence[str] = ()) -> dict[str, tu
         repo = Repository(root)
         loaded[name] = (_load_environment(repo, root / ENVIRONMENTS_DIR / name), repo.problems)
     return loaded
-
-
-def spec_paths(env_dir: Path) -> list[Path]:
-    """Every (non-hidden) file in an environment's endpoints/ folder, sorted; load_endpoint judges each."""
-    folder = env_dir / ENDPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
 
 
 def _load(repo: Repository, path: Path, schema_name: str) -> Document | None:

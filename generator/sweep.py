@@ -18,7 +18,8 @@ from . import cache
 from .model import Endpoint, Environment
 from .parallel import map_chunks
 from .problems import Problem
-from .repository import ENVIRONMENTS_DIR, Repository, load_endpoint, load_repository, spec_paths
+from .layout import ENVIRONMENTS_DIR, spec_paths
+from .repository import Repository, load_endpoint, load_repository
 from .views import environment_view
 
 Work = Callable[[Environment, dict[str, Any], Endpoint], Any]  # (environment, its view, a valid endpoint) -> result

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .render import CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR
+from .layout import CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR, environment_names
 
 Files = dict[str, str]
 
@@ -54,6 +54,14 @@ def owned_files(root: Path, env: str) -> tuple[list[str], list[str]]:
         (ours if is_generated(root / rel) else foreign).append(rel)
     ours += [rel for rel in clusters if is_generated(root / rel)]
     return ours, foreign
+
+
+def orphan_environments(root: Path) -> list[str]:
+    """Folders in rendered/ or clusters/ holding our files for an environment that is gone (render removes them)."""
+    names = set(environment_names(root))
+    return sorted({p.name for base in (root / RENDERED_DIR, root / CLUSTERS_DIR) if base.is_dir()
+                   for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in names
+                   and any(owned_files(root, p.name))})
 
 
 def present_files(root: Path, env: str) -> tuple[list[str], list[str]]:
