@@ -2,9 +2,12 @@
 
 Per environment, a fingerprint covers everything its output depends on
 (endpointgen's code, templates and schemas, the environment file and every
-endpoint spec, by content hash) and a digest covers each output file's path,
-size and modification time. When both still match, the disk holds what
-render would write. `check` never relies on this: it compares real bytes.
+endpoint spec, by content hash), and a digest covers the modification time of
+every output folder, which changes whenever a file in it is added, removed,
+renamed or replaced (as editors that save by rename, git checkouts and
+endpointgen itself do). When both still match, render has nothing to do. A
+generated file edited in place is not noticed here: `render --force` rewrites
+everything, and `check` (which never relies on this) compares real bytes.
 """
 
 from __future__ import annotations
@@ -65,45 +68,28 @@ def fingerprint(root: Path, env: str, tool: str) -> str:
     return digest.hexdigest()
 
 
-def output_stats(root: Path, env: str, *, fresh: bool = True) -> dict[str, list[int]]:
-    """Size and modification time of every file under rendered/<env> and clusters/<env>.
-
-    With `fresh=False`, the answer this process last computed is reused (within one render, before it writes).
-    """
-    if not fresh and (root, env) in _stats:
-        return _stats[(root, env)]
-    stats: dict[str, list[int]] = {}
+def output_folders(root: Path, env: str) -> dict[str, int]:
+    """The modification time of every folder of an environment's output: rendered/<env> and clusters/<env>
+    (flux bootstrap's clusters/<env>/flux-system aside), by repo-relative path."""
+    folders: dict[str, int] = {}
     prefix = len(str(root)) + 1
     for base in (root / RENDERED_DIR / env, root / CLUSTERS_DIR / env):
         stack = [str(base)] if base.is_dir() else []
         while stack:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        info = entry.stat(follow_symlinks=False)
-                        stats[entry.path[prefix:] if _POSIX else entry.path[prefix:].replace(os.sep, "/")] = \
-                            [info.st_size, info.st_mtime_ns]
-    _stats[(root, env)] = stats
-    return stats
+            folder = stack.pop()
+            folders[folder[prefix:] if _POSIX else folder[prefix:].replace(os.sep, "/")] = os.stat(folder).st_mtime_ns
+            with os.scandir(folder) as entries:
+                stack += [e.path for e in entries if e.is_dir(follow_symlinks=False) and e.name != "flux-system"]
+    return folders
 
 
-_stats: dict[tuple[Path, str], dict[str, list[int]]] = {}
+def folders_digest(root: Path, env: str) -> str:
+    """A digest of output_folders(): changes when any file of the output is added, removed or replaced."""
+    listing = "\n".join(f"{path}\0{mtime}" for path, mtime in sorted(output_folders(root, env).items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 _POSIX = os.sep == "/"
-
-
-def _restat(root: Path, env: str, paths: list[str]) -> dict[str, list[int]]:
-    """This run's stats of the environment with only `paths` looked at again."""
-    stats = dict(output_stats(root, env, fresh=False))
-    for rel in paths:
-        try:
-            info = (root / rel).stat()
-            stats[rel] = [info.st_size, info.st_mtime_ns]
-        except FileNotFoundError:
-            stats.pop(rel, None)
-    _stats[(root, env)] = stats
-    return stats
 
 
 _loaded: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # parsed state by file, with its stat
@@ -140,35 +126,23 @@ def current(root: Path, envs: list[str]) -> list[str]:
 
 
 def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
-    stats = output_stats(root, env)  # always, so that this run's later reuse (fresh=False) sees the disk of now
     return isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool) \
-        and entry.get("files") == stats_digest(stats)
-
-
-def stats_digest(stats: dict[str, list[int]]) -> str:
-    """A digest of an output listing (path, size and modification time of every file)."""
-    listing = "\n".join(sorted(f"{path}\0{size}\0{mtime}" for path, (size, mtime) in stats.items()))
-    return hashlib.sha256(listing.encode()).hexdigest()
+        and output_matches(root, env, entry)
 
 
 def output_matches(root: Path, env: str, entry: dict[str, Any]) -> bool:
-    """Whether the output on disk is still what the recorded render left (this run's stats of it)."""
-    return entry.get("files") == stats_digest(output_stats(root, env, fresh=False))
+    """Whether the output folders are still as the recorded render left them."""
+    return entry.get("folders") == folders_digest(root, env)
 
 
-def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]],
-           touched: dict[str, list[str]] | None = None) -> None:
-    """Remember the inputs, output files and endpoint summaries of the environments render just made current.
-
-    `touched` names, per environment, the only files written or removed since this run took its stats.
-    """
+def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Remember the inputs, output folders and endpoint summaries of the environments render just made current."""
     state, tool = _load(root), tool_digest()
     for env, endpoints in summaries.items():
         state[env] = {
             "fingerprint": fingerprint(root, env, tool),
             "base": base_digest(root, env, tool),
-            "files": stats_digest(_restat(root, env, touched[env]) if touched and env in touched
-                                  else output_stats(root, env)),
+            "folders": folders_digest(root, env),
             "endpoints": endpoints,
         }
     write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, separators=(",", ":")))

@@ -214,39 +214,44 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
 @click.option("--validate", "check_manifests", is_flag=True,
               help="Also check every rendered object as `validate` does, in the same pass, and write nothing unless "
                    "all pass (renders everything: the no-change and incremental shortcuts are not taken).")
+@click.option("--force", is_flag=True,
+              help="Set the render cache aside: render everything and rewrite whatever differs on disk (e.g. a "
+                   "generated file edited in place, which the cache does not notice).")
 @schema_options
 @quiet_option
 @click.pass_context
 @reports_errors
-def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, locations: tuple[str, ...], strict: bool,
-           ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
+def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, force: bool, locations: tuple[str, ...],
+           strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
     """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
     root: Path = ctx.obj
     current = None
-    if not check_manifests:  # nothing changed: answer before the renderer is even imported
+    if not (check_manifests or force):  # nothing changed: answer before the renderer is even imported
         selected = select_environments(root, envs)
         current = cache.current(root, selected)
         if len(current) == len(selected) and (envs or not orphan_environments(root)):
             click.echo("".join(f"{env}: unchanged\n" for env in selected), nl=False)
             return
     from .generate import InvalidManifests, render as render_output
-    from .manifests import Report
 
-    options = schema_settings(root, locations, strict, ignore_missing_schemas, skip) if check_manifests else None
-    findings = Report()
+    options = findings = None
+    if check_manifests:
+        from .manifests import Report
+
+        options, findings = schema_settings(root, locations, strict, ignore_missing_schemas, skip), Report()
     try:
         with ProgressBar("rendering endpoints", quiet) as bar:
-            result = render_output(root, envs, bar, options, findings, current=current)
+            result = render_output(root, envs, bar, options, findings, current=current, force=force)
     except InvalidManifests as exc:
         print_findings(exc.report, "text")
         click.echo("endpointgen: nothing was written", err=True)
         ctx.exit(1)
-    print_findings(findings, "text")
     for env, diff in sorted(result.items()):
         changed = len(diff.stale) + len(diff.missing)
         summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
         click.echo(f"{env}: {summary}")
-    if options is not None:
+    if findings is not None:
+        print_findings(findings, "text")
         click.echo(f"ok: {findings.objects} rendered object(s) pass the schema, API-server and policy checks")
 
 

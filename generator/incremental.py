@@ -16,7 +16,8 @@ from pathlib import Path
 from . import cache
 from .model import Endpoint
 from .problems import Problem, ProblemsFound
-from .render import CLUSTERS_DIR, RENDERED_DIR, kustomizations, render_endpoint, render_flux, render_platform
+from .render import (CLUSTERS_DIR, PLATFORM, RENDERED_DIR, kustomizations, render_endpoint, render_flux, render_platform,
+                     root_kustomization)
 from .layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR
 from .repository import load_repository
 from .views import environment_view
@@ -42,12 +43,11 @@ class Change:
     files: dict[str, str]
     changed: list[str]
     removed: list[str]
-    before: dict[str, list[int]]
     summaries: dict[str, dict]
 
     def apply(self) -> TreeDiff:
-        diff = _apply(self.root, self.env, self.files, self.changed, self.removed, self.before)
-        cache.record(self.root, {self.env: self.summaries}, {self.env: diff.stale + diff.missing + diff.extra})
+        diff = _apply(self.root, self.env, self.files, self.changed, self.removed)
+        cache.record(self.root, {self.env: self.summaries})
         return diff
 
 
@@ -61,7 +61,6 @@ def plan_changed(root: Path, env: str) -> Change | None:
     paths = {p.stem: p for p in folder.glob("*") if p.is_file()}
     if any(p.suffix != ".yaml" for p in paths.values()) or not cache.output_matches(root, env, state):
         return None
-    before = cache.output_stats(root, env, fresh=False)  # what the recorded render left, as the digest says
     recorded: dict[str, dict] = state["endpoints"]
     changed = sorted(n for n, p in paths.items() if recorded.get(n, {}).get("spec") != cache.spec_digest(p))
     removed = sorted(set(recorded) - set(paths))
@@ -79,12 +78,11 @@ def plan_changed(root: Path, env: str) -> Change | None:
     files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
                   + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
-    kept = [rel for rel in before if rel.startswith(f"{RENDERED_DIR}/{env}/endpoints/")
-            and not rel.endswith("/kustomization.yaml") and not _belongs(rel, env, set(changed) | set(removed))]
-    files.update(kustomizations(env, kept + list(files), only=lambda rel: _touched(rel, env, changed)))
+    files.update(kustomizations(env, list(files), only=lambda rel: _touched(rel, env, changed)))
+    files.update([root_kustomization(env, sorted(paths))])
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
-    return Change(root, env, files, changed, removed, before, summaries)
+    return Change(root, env, files, changed, removed, summaries)
 
 
 def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]:
@@ -101,19 +99,21 @@ def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]
     return problems
 
 
-def _belongs(rel: str, env: str, names: set[str]) -> bool:
-    parts = rel.split("/")
-    return len(parts) > 3 and parts[:3] == [RENDERED_DIR, env, "endpoints"] and parts[3] in names
+def _rewritten_files(root: Path, env: str, names: set[str]) -> list[str]:
+    """The files on disk an incremental render replaces: those of the platform and of the endpoints `names`."""
+    folders = [root / RENDERED_DIR / env / PLATFORM] + [root / RENDERED_DIR / env / "endpoints" / n for n in names]
+    found = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
+    found += [path for n in names if (path := root / CLUSTERS_DIR / env / "endpoints" / f"{n}.yaml").is_file()]
+    return sorted(path.relative_to(root).as_posix() for path in found)
 
 
 def _touched(rel: str, env: str, changed: list[str]) -> bool:
-    """Kustomization files an incremental render rewrites: the changed endpoints', the platform's, the root."""
-    return rel in (f"{RENDERED_DIR}/{env}/kustomization.yaml", f"{RENDERED_DIR}/{env}/platform/kustomization.yaml") \
+    """Folder kustomization files an incremental render rewrites: the changed endpoints' and the platform's."""
+    return rel == f"{RENDERED_DIR}/{env}/platform/kustomization.yaml" \
         or any(rel == f"{RENDERED_DIR}/{env}/endpoints/{name}/kustomization.yaml" for name in changed)
 
 
-def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], removed: list[str],
-           before: dict[str, list[int]]) -> TreeDiff:
+def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], removed: list[str]) -> TreeDiff:
     diff = TreeDiff()
     for rel, text in sorted(files.items()):
         path = root / rel
@@ -124,11 +124,8 @@ def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], remo
         else:
             diff.stale.append(rel)
         write_atomic(path, text)
-    rewritten = set(changed) | set(removed)
-    flux = {f"{CLUSTERS_DIR}/{env}/endpoints/{name}.yaml" for name in rewritten}
-    for rel in sorted(before):
-        if (_belongs(rel, env, rewritten) or rel.startswith(f"{RENDERED_DIR}/{env}/platform/") or rel in flux) \
-                and rel not in files:
+    for rel in _rewritten_files(root, env, set(changed) | set(removed)):
+        if rel not in files:
             (root / rel).unlink(missing_ok=True)
             diff.extra.append(rel)
     for name in removed:

@@ -274,9 +274,14 @@ def shared_files(env: Environment, view: dict[str, Any], endpoints: Sequence[Has
     base = f"{RENDERED_DIR}/{env.name}"
     platform = [p[len(base) + len(PLATFORM) + 2:] for p in files if p.startswith(f"{base}/{PLATFORM}/")]
     files[f"{base}/{PLATFORM}/kustomization.yaml"] = _kustomization(env.name, sorted(platform))
-    folders = sorted([PLATFORM, *(f"endpoints/{ep.name}" for ep in endpoints)])
-    files[f"{base}/kustomization.yaml"] = _kustomization(env.name, folders)
+    files.update([root_kustomization(env.name, [ep.name for ep in endpoints])])
     return files
+
+
+def root_kustomization(env_name: str, endpoint_names: list[str]) -> tuple[str, str]:
+    """rendered/<env>/kustomization.yaml: the platform folder and every endpoint's, so kubectl builds them all."""
+    folders = sorted([PLATFORM, *(f"endpoints/{name}" for name in endpoint_names)])
+    return f"{RENDERED_DIR}/{env_name}/kustomization.yaml", _kustomization(env_name, folders)
 
 
 class HasNamespace(Protocol):
