@@ -142,11 +142,13 @@ def _check_files(files: dict[str, str], kubernetes_version: str, options: Option
 
 
 def _read(path: Path) -> str | None:
+    """A file's text as text mode would read it (bad UTF-8 replaced, newlines made \\n); None when it is missing."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _read_folder(folder: Path) -> list[tuple[str, str]]:
