@@ -135,7 +135,7 @@ def full_render(root: Path, envs: Sequence[str], progress: Progress = None, *, s
                 for o in valid:
                     out.report.merge(o.result[1])
                 shared = render_platform(env, view, valid) + [flux_platform(env, view)]
-                check_environment([RenderedObject(m.path, m.text, m.obj) for m in shared],
+                check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared],
                                   env.settings["kubernetes_version"], options, {}, out.report)
         if out.report is not None and out.report.problems:
             raise InvalidManifests(out.report)

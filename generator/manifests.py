@@ -52,6 +52,7 @@ class RenderedObject:
     path: str
     text: str
     obj: dict[str, Any]
+    rendered: bool = False  # the text is endpointgen's own dump of obj (not a file someone may have edited)
 
     @property
     def subject(self) -> str:
@@ -162,7 +163,8 @@ def check_environment(objects: list[RenderedObject], kubernetes_version: str, op
         found += schema_violations(kept, kubernetes_version, options)
     for o in kept:
         try:
-            found += [(o, *v) for v in object_rules(o.obj)] + [(o, *v) for v in object_policies(o.obj)]
+            found += [(o, *v) for v in object_rules(o.obj)]
+            found += [(o, *v) for v in object_policies(o.obj, o.text if o.rendered else None)]
         except (AttributeError, TypeError, KeyError) as exc:  # a field of the wrong shape; the schema says which
             found.append((o, (), "the API-server rules and policies cannot check this object: a field has the "
                                  f"wrong type ({type(exc).__name__}: {exc})", "malformed-object"))

@@ -32,7 +32,7 @@ from .writer import owned_files, present_files
 def check_endpoint(env: Environment, ep: Endpoint, manifests: list[Manifest], options: Options) -> Report:
     """Check one endpoint's objects (its waivers applied) into a new Report."""
     report = Report()
-    check_environment([RenderedObject(m.path, m.text, m.obj) for m in manifests], env.settings["kubernetes_version"],
+    check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in manifests], env.settings["kubernetes_version"],
                       options, dict([_waivers(ep)]), report)
     return report
 
@@ -73,7 +73,7 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
             _check_rest_on_disk(root, name, env, covered, options, waivers, report)
         else:
             shared = render_platform(env, environment_view(env), done.valid(name)) + [flux_platform(env, environment_view(env))]
-            check_environment([RenderedObject(m.path, m.text, m.obj) for m in shared], env.settings["kubernetes_version"],
+            check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared], env.settings["kubernetes_version"],
                               options, {}, report)
     report.files.update(p.path for p in report.problems)
     report.invalid.update(p.path for p in report.problems)
@@ -217,7 +217,7 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
         part = Report()
         for env in repo.environments:  # one check per environment and chunk (one kubeconform run, if that engine)
             mine = [pairs[i][1] for i in chunk if pairs[i][0] is env]
-            objects = [RenderedObject(m.path, m.text, m.obj) for ep in mine for m in render_endpoint(env, views[env.name], ep)]
+            objects = [RenderedObject(m.path, m.text, m.obj, rendered=True) for ep in mine for m in render_endpoint(env, views[env.name], ep)]
             if objects:
                 check_environment(objects, env.settings["kubernetes_version"], options,
                                   {ep.name: waivers.get((env.name, ep.name), {}) for ep in mine}, part)
@@ -229,7 +229,7 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
     for env in repo.environments:
         endpoints = repo.endpoints_of(env.name)
         shared = render_platform(env, views[env.name], endpoints) + render_flux(env, [ep.name for ep in endpoints])
-        check_environment([RenderedObject(m.path, m.text, m.obj) for m in shared], env.settings["kubernetes_version"],
+        check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared], env.settings["kubernetes_version"],
                           options, {}, report)
     return report
 

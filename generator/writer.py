@@ -1,9 +1,10 @@
 """Write rendered files atomically, prune what endpointgen no longer renders, and compare with disk.
 
-rendered/<env>/ belongs to endpointgen entirely: it is built in a temporary
-folder beside it and swapped in with renames, so a failure leaves the old tree.
+rendered/<env>/ belongs to endpointgen entirely: it is built in a hidden
+folder beside it (render's workers write into it in parallel, unchanged files
+hard-linked) and swapped in with renames, so a failure leaves the old tree.
 In clusters/<env>/ (which `flux bootstrap` shares) only files carrying the
-generated header are ours; each is replaced atomically.
+generated header are ours; each is staged, then renamed into place.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator import policy
 from generator.policy import POLICIES, endpoint_policies, object_policies, pod_policies
+from generator.render import dump_yaml
 from manifest_fixtures import yielded_rule_ids
 from manifest_fixtures.objects import Obj, deployment, endpoint_objects, scoring, service
 
@@ -218,3 +221,29 @@ def test_services_in_other_kinds_are_not_destinations() -> None:
     objects = endpoint_objects()
     objects[2] = {**service("demo-blue"), "kind": "ServiceEntry"}
     assert {rule for _, _, rule in findings(objects)} == {"route-destination-exists"}
+
+
+# --- the secret scan's fast paths agree with the full walk -------------------------------------------------
+
+SECRETS = ["-----BEGIN RSA PRIVATE KEY-----", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig",
+           "https://a.blob.core.windows.net/m?sv=1&sig=abcdefghijklmnop", "AccountKey=" + "A" * 30]
+filler = st.text(alphabet=st.sampled_from(list("ab -:\n\t\"'\\é\u2028#{}[]")), max_size=1200)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=filler, after=filler, secret=st.sampled_from(SECRETS + ["plain"]), where=st.integers(0, 3),
+       env_name=st.sampled_from(["LOG_LEVEL", "DB_PASSWORD", "env"]))
+def test_the_fast_secret_scan_finds_what_the_full_walk_finds(before: str, after: str, secret: str, where: int,
+                                                             env_name: str) -> None:
+    """Long strings (folded when dumped), escapes and stray "env" keys cannot hide a finding."""
+    obj = deployment()
+    value = before + secret + after
+    places = [lambda: obj["metadata"].setdefault("annotations", {}).update(note=value),
+              lambda: scoring(obj).update(args=[value]),
+              lambda: obj["spec"].update(env=[{"name": env_name, "value": value}]),
+              lambda: scoring(obj).update(env=[{"name": env_name, "value": value}])]
+    places[where]()
+    walked: list[Any] = []
+    policy._walk_secrets(obj, (), walked)
+    assert list(policy._secret_values(obj, ())) == walked
+    assert list(policy._secret_values(obj, (), dump_yaml(obj))) == walked
