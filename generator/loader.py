@@ -28,21 +28,41 @@ MAX_SHOWN = 60  # characters of a bad value quoted in a message
 FieldPath = tuple[str | int, ...]
 
 _STR = "tag:yaml.org,2002:str"
-_STANDARD_TAGS = {
-    "tag:yaml.org,2002:" + name
-    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
-}
 
 
 @dataclass
 class Document:
-    """A loaded YAML file: its data and where each value (and each mapping key) sits."""
+    """A loaded YAML file: its data and where each value (and each mapping key) sits.
+
+    The positions are worked out (from the text, parsed again) the first time a problem asks for one: a
+    valid file never needs them.
+    """
 
     path: Path
     display: str
     data: Any
-    positions: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
-    key_positions: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    text: str | None = field(default=None, repr=False, compare=False)
+    _positions: dict[FieldPath, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+    _key_positions: dict[FieldPath, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def positions(self) -> dict[FieldPath, tuple[int, int]]:
+        """1-based (line, col) of every value, by its path."""
+        if self._positions is None:
+            self._positions = {}
+            if self.text is not None:
+                loader = _Loader(self.text)
+                try:
+                    _locate(loader.get_single_node(), (), self._positions, self._key_positions)
+                finally:
+                    loader.dispose()
+        return self._positions
+
+    @property
+    def key_positions(self) -> dict[FieldPath, tuple[int, int]]:
+        """1-based (line, col) of every mapping key, by the path of its value."""
+        self.positions  # noqa: B018 - computes both tables
+        return self._key_positions
 
     def where(self, path: FieldPath, *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the value at `path`, or of its nearest parent that exists."""
@@ -121,9 +141,23 @@ def parse_yaml(text: str, path: Path, display: str) -> Document:
         loader.dispose()
     if node is None:
         raise LoadError(Problem(display, 1, 1, "", "file is empty; expected a YAML mapping"))
-    doc = Document(path, display, None)
-    doc.data = _Builder(doc, loader).build(node, (), 0)
+    doc = Document(path, display, None, text=text)
+    doc.data = _Builder(doc, loader).build(node, 0)
     return doc
+
+
+def _locate(node: yaml.Node, path: FieldPath, positions: dict[FieldPath, tuple[int, int]],
+            key_positions: dict[FieldPath, tuple[int, int]]) -> None:
+    """Record where `node` (at `path`) and everything under it start (node trees of valid documents only)."""
+    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            mark = key_node.start_mark
+            key_positions.setdefault(path + (key_node.value,), (mark.line + 1, mark.column + 1))
+            _locate(value_node, path + (key_node.value,), positions, key_positions)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _locate(item, path + (index,), positions, key_positions)
 
 
 def _reason(exc: yaml.MarkedYAMLError) -> str:
@@ -163,46 +197,59 @@ class _Builder:
         mark = node.start_mark
         return LoadError(Problem(self.doc.display, mark.line + 1, mark.column + 1, "", message))
 
-    def build(self, node: yaml.Node, path: FieldPath, depth: int) -> Any:
+    def build(self, node: yaml.Node, depth: int) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise self.fail(node, f"document expands to more than {MAX_NODES} values (alias bomb?)")
         if depth > MAX_DEPTH:
             raise self.fail(node, f"document is nested more than {MAX_DEPTH} levels deep")
-        if node.tag not in _STANDARD_TAGS:
-            raise self.fail(node, f"unsupported YAML tag {node.tag!r}; use plain YAML values")
-        self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        if node.tag == _STR:
+        tag, kind = node.tag, type(node)
+        if kind is yaml.ScalarNode and tag == _STR:
             return node.value
-        kind = node.tag.rsplit(":", 1)[-1]
+        construct = _SCALARS.get(tag) if kind is yaml.ScalarNode else None
+        if construct is None:
+            if kind is yaml.MappingNode and tag == _MAP:
+                return self._mapping(node, depth)
+            if kind is yaml.SequenceNode and tag == _SEQ:
+                return [self.build(item, depth + 1) for item in node.value]
+            if tag in (_MAP, _SEQ):
+                found = {yaml.ScalarNode: "scalar", yaml.SequenceNode: "sequence"}.get(kind, "mapping")
+                shown = f" {_shown(node.value)}" if kind is yaml.ScalarNode else ""
+                raise self.fail(node, f"invalid {tag.rsplit(':', 1)[-1]} value{shown}: expected a "
+                                      f"{'mapping' if tag == _MAP else 'sequence'} node, but found {found}")
+            raise self.fail(node, f"unsupported YAML tag {tag!r}; use plain YAML values")
         try:
-            value = self.loader.construct_object(node, deep=True)
+            value = construct(self.loader, node)
         except Exception as exc:  # PyYAML raises KeyError, IndexError... for explicitly tagged junk
             detail = _reason(exc) if isinstance(exc, yaml.MarkedYAMLError) else (
                 _first_line(exc) if isinstance(exc, (ValueError, OverflowError)) else "")
-            message = f"invalid {kind} value {_shown(node.value)}" + (f": {detail}" if detail else "")
+            message = f"invalid {tag.rsplit(':', 1)[-1]} value {_shown(node.value)}" + (f": {detail}" if detail else "")
             raise self.fail(node, message) from None
         if isinstance(value, float) and value != value:
             raise self.fail(node, f"{_shown(node.value)} is NaN (not a number); write a number")
         return value
 
-    def _mapping(self, node: yaml.MappingNode, path: FieldPath, depth: int) -> dict[str, Any]:
+    def _mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise self.fail(key_node, "merge keys (<<) are not supported; write the fields out")
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
+            if key_node.tag != _STR or not isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail(key_node, "merge keys (<<) are not supported; write the fields out")
                 shown = _shown(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "'a collection'"
                 raise self.fail(key_node, f"mapping key {shown} is not a string; quote it")
             key = key_node.value
             if key in result:
-                first = self.doc.key_positions[path + (key,)][0]
+                first = next(k for k, _ in node.value if k.value == key).start_mark.line + 1
                 raise self.fail(key_node, f"duplicate key {_shown(key)} (first defined on line {first})")
-            mark = key_node.start_mark
-            self.doc.key_positions[path + (key,)] = (mark.line + 1, mark.column + 1)
-            result[key] = self.build(value_node, path + (key,), depth + 1)
+            result[key] = self.build(value_node, depth + 1)
         return result
+
+
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_SCALARS: dict[str, Any] = {  # how PyYAML's SafeConstructor builds each standard scalar tag
+    "tag:yaml.org,2002:int": yaml.constructor.SafeConstructor.construct_yaml_int,
+    "tag:yaml.org,2002:float": yaml.constructor.SafeConstructor.construct_yaml_float,
+    "tag:yaml.org,2002:bool": yaml.constructor.SafeConstructor.construct_yaml_bool,
+    "tag:yaml.org,2002:null": yaml.constructor.SafeConstructor.construct_yaml_null,
+    "tag:yaml.org,2002:timestamp": yaml.constructor.SafeConstructor.construct_yaml_timestamp,
+}
