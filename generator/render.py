@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -325,14 +325,16 @@ def version_templates(version: dict[str, Any]) -> Iterator[str]:
         yield "poddisruptionbudget.yaml.j2"
 
 
-def kustomizations(env_name: str, paths: list[str], only: Callable[[str], bool] | None = None) -> dict[str, str]:
+def kustomizations(env_name: str, paths: list[str], only: Callable[[str], bool] | None = None,
+                   known: Iterable[str] = ()) -> dict[str, str]:
     """kustomization.yaml for rendered/<env>/platform, each endpoint folder, and rendered/<env> (all of them,
-    or those whose path `only` accepts).
+    or those whose path `only` accepts); `known` folders hold manifests not among `paths` (the root lists them).
 
     Flux builds each small folder on its own; `kubectl kustomize rendered/<env>` still builds the lot.
     """
     base = f"{RENDERED_DIR}/{env_name}"
     folders: dict[str, list[str]] = {f"{base}/{PLATFORM}": []}  # Flux's platform Kustomization needs it, even empty
+    folders.update((folder, []) for folder in known)
     for path in paths:
         folder = flux_folder(env_name, path)
         if folder is not None:

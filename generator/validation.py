@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +64,12 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
     report = Report(endpoints=sum(o.summary is not None for o in done.outcomes), environments=len(environments))
     for name, env in done.environments.items():
         assert env is not None
-        results = [o.result for o in done.valid(name)]
-        for part, _, _ in results:
-            report.merge(part)
-        waivers = {endpoint: w for _, _, (endpoint, w) in results}
-        covered = {rel for _, rels, _ in results for rel in rels}
+        results: list[_Checked] = [o.result for o in done.valid(name)]
+        for checked in results:
+            report.merge(checked.report)
+        waivers = dict(checked.waivers for checked in results)
         if from_disk:
-            _check_rest_on_disk(root, name, env, covered, options, waivers, report)
+            _check_rest_on_disk(root, name, env, results, options, waivers, report)
         else:
             shared = render_platform(env, environment_view(env), done.valid(name)) + [flux_platform(env, environment_view(env))]
             check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared], env.settings["kubernetes_version"],
@@ -85,13 +84,24 @@ def _waivers(ep: Endpoint) -> tuple[str, dict[str, str]]:
 
 
 @dataclass
+class _Checked:
+    """What a worker checked of one endpoint."""
+
+    report: Report
+    waivers: tuple[str, dict[str, str]]
+    files: list[str] = field(default_factory=list)  # repo-relative
+    folder: str = ""  # rendered/<env>/endpoints/<name>, when it holds manifests
+    whole: bool = False  # no subfolder in it: every file of the folder was checked
+
+
+@dataclass
 class _EndpointInMemory:
     """Sweep work: render one endpoint's objects (and its Flux Kustomization) and check them."""
 
     options: Options
 
-    def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> tuple[Report, list[str], Any]:
-        return check_endpoint(env, ep, endpoint_manifests(env, view, ep), self.options), [], _waivers(ep)
+    def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> _Checked:
+        return _Checked(check_endpoint(env, ep, endpoint_manifests(env, view, ep), self.options), _waivers(ep))
 
 
 @dataclass
@@ -101,34 +111,37 @@ class _EndpointOnDisk:
     root: Path
     options: Options
 
-    def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> tuple[Report, list[str], Any]:
+    def __call__(self, env: Environment, view: dict[str, Any], ep: Endpoint) -> _Checked:
         part, waivers = Report(), _waivers(ep)
         folder = f"{RENDERED_DIR}/{env.name}/endpoints/{ep.name}"
-        files = {f"{folder}/{name}": text for name, text in _read_folder(self.root / folder)}
+        names, whole = _read_folder(self.root / folder)
+        files = {f"{folder}/{name}": text for name, text in names}
         flux = f"{CLUSTERS_DIR}/{env.name}/endpoints/{ep.name}.yaml"
         text = _read(self.root / flux)
         if text is not None and text.startswith(GENERATED_MARK):  # a hand-written file there is not ours to judge
             files[flux] = text
         manifests = [rel for rel in files if rel.startswith(folder) and not rel.endswith("/kustomization.yaml")]
-        part.problems += kustomization_problems(env.name, manifests, files.get, only={f"{folder}/kustomization.yaml"})
+        part.problems += kustomization_problems(env.name, manifests, files.get,
+                                                only=lambda rel: rel == f"{folder}/kustomization.yaml")
         _check_files(files, env.settings["kubernetes_version"], self.options, dict([waivers]), part)
-        return part, list(files), waivers
+        return _Checked(part, waivers, list(files), folder if manifests else "", whole)
 
 
-def _check_rest_on_disk(root: Path, env_name: str, env: Environment, covered: set[str], options: Options,
+def _check_rest_on_disk(root: Path, env_name: str, env: Environment, checked: list[_Checked], options: Options,
                         waivers: dict[str, dict[str, str]], report: Report) -> None:
     """The files of an environment no endpoint's worker checked: platform/, strays, the root kustomization.yaml."""
-    rendered, clusters = present_files(root, env_name)
-    rest = [rel for rel in rendered if rel.endswith(".yaml") and rel not in covered]
-    files = {rel: text for rel in rest if (text := _read(root / rel)) is not None}
+    covered = {rel for c in checked for rel in c.files}
+    whole = {c.folder for c in checked if c.folder and c.whole}  # folders a worker checked entirely
+    rendered, clusters = present_files(root, env_name, skip=whole)
+    files = {rel: text for rel in rendered if rel.endswith(".yaml") and rel not in covered
+             and (text := _read(root / rel)) is not None}
     for rel in clusters:
         if rel not in covered and (text := _read(root / rel)) is not None and text.startswith(GENERATED_MARK):
             files[rel] = text
     manifests = [rel for rel in rendered if rel.endswith(".yaml") and not rel.endswith("/kustomization.yaml")]
-    checked = {rel for rel in covered if rel.endswith("/kustomization.yaml")}
-    wanted = set(kustomizations(env_name, manifests, only=lambda rel: rel not in checked))
+    done = {f"{folder}/kustomization.yaml" for folder in whole}
     report.problems += kustomization_problems(env_name, manifests, lambda rel: files.get(rel) or _read(root / rel),
-                                              only=wanted)
+                                              only=lambda rel: rel not in done, known=whole)
     _check_files(files, env.settings["kubernetes_version"], options, waivers, report)
 
 
@@ -151,14 +164,17 @@ def _read(path: Path) -> str | None:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def _read_folder(folder: Path) -> list[tuple[str, str]]:
-    """(name, text) of every .yaml file in a folder, sorted; none when it does not exist."""
+def _read_folder(folder: Path) -> tuple[list[tuple[str, str]], bool]:
+    """(name, text) of every .yaml file in a folder, sorted (none when it does not exist), and whether the folder
+    has no subfolder."""
     try:
         with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if e.name.endswith(".yaml") and e.is_file())
+            found = [(e.name, e.is_dir()) for e in entries]
     except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [(name, text) for name in names if (text := _read(folder / name)) is not None]
+        return [], True
+    names = sorted(name for name, is_dir in found if name.endswith(".yaml") and not is_dir)
+    return [(name, text) for name in names if (text := _read(folder / name)) is not None], \
+        not any(is_dir for _, is_dir in found)
 
 
 def _validate_with_kubeconform(root: Path, envs: Sequence[str], options: Options, *, from_disk: bool,
@@ -235,18 +251,17 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
 
 
 def kustomization_problems(env: str, manifests: list[str], read: Callable[[str], str | None],
-                           only: Collection[str] | None = None) -> list[Problem]:
-    """Every kustomization.yaml under rendered/<env> (or those in `only`) lists exactly the manifests there.
+                           only: Callable[[str], bool] | None = None, known: Collection[str] = ()) -> list[Problem]:
+    """Every kustomization.yaml under rendered/<env> (or those `only` accepts) lists exactly the manifests there.
 
-    `manifests` are the .yaml files (kustomization.yaml files aside) under rendered/<env>; `read` gives a
-    kustomization file's text, or None when it does not exist. A manifest in no Flux folder is a problem too.
+    `manifests` are the .yaml files (kustomization.yaml files aside) under rendered/<env>, `known` folders that
+    hold others; `read` gives a kustomization file's text, or None when it does not exist. A manifest in no Flux
+    folder is a problem too.
     """
     problems = [Problem(path, 1, 1, "", "is in no folder a Flux Kustomization applies (platform/ or endpoints/<name>/)",
                         rule="kustomization-resources") for path in manifests
                 if flux_folder(env, path) is None]
-    for rel, text in kustomizations(env, manifests).items():
-        if only is not None and rel not in only:
-            continue
+    for rel, text in kustomizations(env, manifests, only, known).items():
         expected = set(_resources(text))
         found = read(rel)
         if found is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,12 +66,16 @@ def orphan_environments(root: Path) -> list[str]:
                    and any(owned_files(root, p.name))})
 
 
-def present_files(root: Path, env: str) -> tuple[list[str], list[str]]:
-    """Every file under rendered/<env>, and every .yaml file under clusters/<env> but flux-system/; repo-relative."""
+def present_files(root: Path, env: str, skip: Collection[str] = ()) -> tuple[list[str], list[str]]:
+    """Every file under rendered/<env>, and every .yaml file under clusters/<env> but flux-system/; repo-relative.
+
+    Folders in `skip` (repo-relative) are not looked into.
+    """
     found: tuple[list[str], list[str]] = ([], [])
     for listing, base in zip(found, (f"{RENDERED_DIR}/{env}", f"{CLUSTERS_DIR}/{env}")):
         for folder, dirs, names in os.walk(root / base):
             rel = Path(folder).relative_to(root).as_posix()
+            dirs[:] = [d for d in dirs if f"{rel}/{d}" not in skip]
             if base.startswith(CLUSTERS_DIR):
                 dirs[:] = [d for d in dirs if d != "flux-system"]  # flux bootstrap's folder is never ours
                 names = [n for n in names if n.endswith(".yaml")]

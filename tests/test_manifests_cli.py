@@ -835,3 +835,32 @@ def test_a_manifest_outside_the_flux_folders_is_reported_not_a_crash(rendered_re
     assert result.exit_code == 1
     assert (f"{stray}:1:1: is in no folder a Flux Kustomization applies (platform/ or endpoints/<name>/) "
             "[kustomization-resources]") in result.stderr
+
+
+def test_a_file_in_a_subfolder_of_an_endpoint_folder_must_be_listed_too(rendered_repo: Path) -> None:
+    """The endpoint's worker checks its folder's own files; a subfolder sends the folder back to the full check."""
+    folder = rendered_repo / "rendered/dev/endpoints/sentiment"
+    (folder / "extra").mkdir()
+    source = folder / "service-sentiment-green.yaml"
+    (folder / "extra/service-sentiment-extra.yaml").write_text(
+        source.read_text().replace("name: sentiment-green", "name: sentiment-extra"))
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    found = [line for line in result.stderr.splitlines() if "[kustomization-resources]" in line]
+    assert found == ["rendered/dev/endpoints/sentiment/kustomization.yaml:1:1: resources: does not list "
+                     "'extra/service-sentiment-extra.yaml', so Flux would not apply it [kustomization-resources]"]
+
+
+def test_the_folder_of_an_endpoint_with_no_spec_is_checked(rendered_repo: Path) -> None:
+    """No worker owns it: its objects, its listing and the root listing are checked by the main process."""
+    base = rendered_repo / "rendered/dev/endpoints"
+    shutil.copytree(base / "sentiment", base / "ghost")
+    broken = base / "ghost/service-sentiment-green.yaml"
+    broken.write_text(broken.read_text().replace("targetPort:", "targetPortt:"))
+    result = validate(rendered_repo, "--rendered", "--env", "dev")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert ("rendered/dev/kustomization.yaml:1:1: resources: does not list 'endpoints/ghost', so Flux would not "
+            "apply it [kustomization-resources]") in lines
+    assert any(line.startswith("rendered/dev/endpoints/ghost/service-sentiment-green.yaml:")
+               and "targetPortt" in line for line in lines), lines
