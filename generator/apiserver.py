@@ -7,6 +7,7 @@ rules look at all objects of one environment at once.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -95,19 +96,10 @@ def _metadata(obj: Obj) -> Iterator[Violation]:
 
 
 def _qualified_key(key: Any) -> bool:
-    if not isinstance(key, str):
-        return False
-    known = _QUALIFIED.get(key)
-    if known is None:
-        if len(_QUALIFIED) > 100_000:
-            _QUALIFIED.clear()
-        known = _QUALIFIED[key] = _is_qualified_key(key)
-    return known
+    return isinstance(key, str) and _is_qualified_key(key)
 
 
-_QUALIFIED: dict[str, bool] = {}  # label and annotation keys repeat across every object
-
-
+@lru_cache(maxsize=65536)  # label and annotation keys repeat across every object
 def _is_qualified_key(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):

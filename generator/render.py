@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -89,12 +89,7 @@ def to_yaml_scalar(value: Any) -> str:
     """Jinja finalize hook: any value becomes a JSON literal, valid and inert as YAML."""
     kind = type(value)
     if kind is str:
-        text = _STRING_LITERALS.get(value)
-        if text is None:
-            if len(_STRING_LITERALS) > 100_000:
-                _STRING_LITERALS.clear()
-            text = _STRING_LITERALS[value] = _json_literal(value)
-        return text
+        return _string_literal(value)
     if kind is int:
         return str(value)
     import jinja2  # imported when a template renders: the fast no-change path never needs it
@@ -105,7 +100,10 @@ def to_yaml_scalar(value: Any) -> str:
     return _json_literal(value)
 
 
-_STRING_LITERALS: dict[str, str] = {}  # names, labels and images repeat across objects
+@lru_cache(maxsize=65536)
+def _string_literal(value: str) -> str:
+    """Names, labels and images repeat across objects: each is quoted once."""
+    return _json_literal(value)
 
 
 def _json_literal(value: Any) -> str:
