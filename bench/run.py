@@ -269,11 +269,14 @@ def change_one_spec(repo: Path, env: str, run_index: int) -> str:
 
 
 def move_outputs_aside(repo: Path, trash: Path) -> None:
-    """Make the next render cold: rendered/, clusters/ and the cache go to `trash` (renamed, not deleted)."""
+    """Make the next render cold: rendered/, clusters/ and the cache go to `trash` (renamed, not deleted), and
+    everything written so far goes to disk first (untimed), so that no run pays for an earlier one's writeback."""
     for name in ("rendered", "clusters", ".endpointgen-cache"):
         if (repo / name).exists():
             trash.mkdir(exist_ok=True)
             os.rename(repo / name, trash / f"{name}-{time.time_ns()}")
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def files_written(render_output: str) -> int | None:
@@ -384,8 +387,9 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, Any]:
     # a. cold render
     samples = []
     trash = repo.parent / f".{repo.name}-old-outputs"
-    notes.append("before each cold render the previous outputs are moved aside, not deleted: deleting ~50k files "
-                 "makes a filesystem mounted with discard spend seconds of kernel time in the writes that follow")
+    notes.append("before each cold render the previous outputs are moved aside, not deleted (deleting ~50k files "
+                 "makes a filesystem mounted with discard spend seconds of kernel time in the writes that follow), "
+                 "and the file system is synced (untimed), so that no run pays for an earlier run's writeback")
     for i in range(args.runs):
         move_outputs_aside(repo, trash)
         log(f"bench: cold render, run {i + 1}/{args.runs}")
