@@ -132,6 +132,7 @@ def jinja_environment() -> jinja2.Environment:
     return Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         bytecode_cache=bytecode_cache,
+        auto_reload=False,  # templates do not change during a run: no stat of the file on every render
         undefined=jinja2.StrictUndefined,
         finalize=to_yaml_scalar,
         autoescape=False,
