@@ -32,13 +32,14 @@ class StaleOutput(EndpointgenError):
 Progress = Callable[[int, int], None] | None  # (items just done, total items)
 
 
-def _pairs(repo: Repository) -> list[tuple[Environment, Endpoint]]:
+def endpoint_pairs(repo: Repository) -> list[tuple[Environment, Endpoint]]:
+    """Every (environment, endpoint) of a loaded repository, endpoints sorted by name within each environment."""
     return [(env, ep) for env in repo.environments for ep in sorted(repo.endpoints_of(env.name), key=lambda e: e.name)]
 
 
 def render_texts(repo: Repository, progress: Progress = None) -> dict[str, Files]:
     """Every file of every environment, the endpoints rendered in parallel."""
-    pairs = _pairs(repo)
+    pairs = endpoint_pairs(repo)
     views = {env.name: environment_view(env) for env in repo.environments}
 
     def task(chunk: Sequence[int]) -> Files:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .generate import Progress, _pairs
+from .generate import Progress, endpoint_pairs
 from .layout import CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR
 from .manifests import (Options, RenderedObject, Report, check_environment, objects_from_files, read_documents,
                         schema_store)
@@ -226,7 +226,7 @@ def _validate_on_disk(root: Path, repo: Repository, options: Options, waivers: d
 def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[str, str], dict[str, str]],
                         progress: Progress) -> Report:
     """Render and check each endpoint's objects in parallel (the rules never cross endpoints), then the shared ones."""
-    pairs = _pairs(repo)
+    pairs = endpoint_pairs(repo)
     views = {env.name: environment_view(env) for env in repo.environments}
 
     def task(chunk: Sequence[int]) -> Report:
