@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
+from .layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, PLATFORM, RENDERED_DIR
 from .model import Endpoint
 from .problems import Problem, ProblemsFound
-from .render import (CLUSTERS_DIR, PLATFORM, RENDERED_DIR, kustomizations, render_endpoint, render_flux, render_platform,
-                     root_kustomization)
-from .layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR
+from .render import kustomizations, render_endpoint, render_flux, render_platform, root_kustomization
 from .repository import load_repository
 from .views import environment_view
 from .writer import TreeDiff, write_atomic

@@ -95,4 +95,5 @@ def collisions(root: Path, done: Sweep) -> list[Problem]:
             first = owners.setdefault((o.env, o.namespace, obj), o)
             if first.name != o.name:
                 involved.setdefault(o.env, set()).update({first.spec, o.spec})
-    return [p for env, paths in sorted(involved.items()) for p in load_repository(root, [env], only=sorted(paths)).problems]
+    return [problem for env, paths in sorted(involved.items())
+            for problem in load_repository(root, [env], only=sorted(paths)).problems]

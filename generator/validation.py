@@ -7,7 +7,7 @@ checks what no endpoint owns: the platform objects, stray files and each environ
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,32 @@ from .manifests import (Options, RenderedObject, Report, check_environment, obje
 from .model import Endpoint, Environment
 from .parallel import map_chunks
 from .problems import Problem, ProblemsFound
-from .render import (ALLOWED_KINDS, Manifest, endpoint_manifests, flux_folder, flux_platform, kustomizations,
-                     render_endpoint, render_flux, render_platform)
+from .render import (ALLOWED_KINDS, HasNamespace, Manifest, endpoint_manifests, flux_folder, flux_platform,
+                     kustomizations, render_endpoint, render_flux, render_platform)
 from .repository import Repository, load_environments, load_repository
 from .sweep import sweep
 from .views import environment_view
 from .writer import owned_files, present_files
 
 
+def rendered_objects(manifests: Iterable[Manifest]) -> list[RenderedObject]:
+    """Objects endpointgen rendered, as the checks take them (their text is endpointgen's own dump)."""
+    return [RenderedObject(m.path, m.text, m.obj, rendered=True) for m in manifests]
+
+
 def check_endpoint(env: Environment, ep: Endpoint, manifests: list[Manifest], options: Options) -> Report:
     """Check one endpoint's objects (its waivers applied) into a new Report."""
     report = Report()
-    check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in manifests], env.settings["kubernetes_version"],
-                      options, dict([_waivers(ep)]), report)
+    check_environment(rendered_objects(manifests), env.settings["kubernetes_version"], options, dict([_waivers(ep)]),
+                      report)
     return report
+
+
+def check_shared(env: Environment, endpoints: Sequence[HasNamespace], options: Options, report: Report) -> None:
+    """Check the objects no endpoint owns: the platform folder's and the platform's Flux Kustomization."""
+    view = environment_view(env)
+    shared = render_platform(env, view, endpoints) + [flux_platform(env, view)]
+    check_environment(rendered_objects(shared), env.settings["kubernetes_version"], options, {}, report)
 
 
 def compile_schemas(environments: dict[str, tuple[Environment | None, list[Problem]]], options: Options) -> None:
@@ -71,9 +83,7 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
         if from_disk:
             _check_rest_on_disk(root, name, env, results, options, waivers, report)
         else:
-            shared = render_platform(env, environment_view(env), done.valid(name)) + [flux_platform(env, environment_view(env))]
-            check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared], env.settings["kubernetes_version"],
-                              options, {}, report)
+            check_shared(env, done.valid(name), options, report)
     report.files.update(p.path for p in report.problems)
     report.invalid.update(p.path for p in report.problems)
     return report
@@ -199,7 +209,8 @@ def _validate_on_disk(root: Path, repo: Repository, options: Options, waivers: d
         ours, foreign = owned_files(root, env.name)
         paths = sorted(rel for rel in ours + foreign if rel.endswith(".yaml"))
         groups.append((env.name, "", paths))
-        manifests = [rel for rel in paths if rel.startswith(f"{RENDERED_DIR}/") and not rel.endswith("/kustomization.yaml")]
+        manifests = [rel for rel in paths
+                     if rel.startswith(f"{RENDERED_DIR}/") and not rel.endswith("/kustomization.yaml")]
         report.problems += kustomization_problems(env.name, manifests, lambda rel: _read(root / rel))
     versions = {env.name: env.settings["kubernetes_version"] for env in repo.environments}
 
@@ -233,7 +244,7 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
         part = Report()
         for env in repo.environments:  # one check per environment and chunk (one kubeconform run, if that engine)
             mine = [pairs[i][1] for i in chunk if pairs[i][0] is env]
-            objects = [RenderedObject(m.path, m.text, m.obj, rendered=True) for ep in mine for m in render_endpoint(env, views[env.name], ep)]
+            objects = rendered_objects(m for ep in mine for m in render_endpoint(env, views[env.name], ep))
             if objects:
                 check_environment(objects, env.settings["kubernetes_version"], options,
                                   {ep.name: waivers.get((env.name, ep.name), {}) for ep in mine}, part)
@@ -245,8 +256,7 @@ def _validate_in_memory(repo: Repository, options: Options, waivers: dict[tuple[
     for env in repo.environments:
         endpoints = repo.endpoints_of(env.name)
         shared = render_platform(env, views[env.name], endpoints) + render_flux(env, [ep.name for ep in endpoints])
-        check_environment([RenderedObject(m.path, m.text, m.obj, rendered=True) for m in shared], env.settings["kubernetes_version"],
-                          options, {}, report)
+        check_environment(rendered_objects(shared), env.settings["kubernetes_version"], options, {}, report)
     return report
 
 
