@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ENVS   ?=
 ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
-# CRD schemas for the rendered Istio, Flux and CSI objects: ../shared/crd-schemas when present,
-# else ENDPOINTGEN_SCHEMA_LOCATION or the repo's schema/crds (see README, "Validating manifests").
-CRD_SCHEMAS ?= $(wildcard ../shared/crd-schemas)
+# CRD schemas for the rendered custom resources: the repo's vendored schema/crds unless CRD_SCHEMAS
+# (or ENDPOINTGEN_SCHEMA_LOCATION) names other locations (see README, "Validating manifests").
+CRD_SCHEMAS ?=
 SCHEMA_FLAGS := $(foreach s,$(CRD_SCHEMAS),--schema-location $(s))
 
-.PHONY: install validate render check test golden clean help
+.PHONY: install validate render check test golden crds clean help
 
 help:
 	@echo "make install   create .venv and install endpointgen with its test extras"
@@ -19,6 +19,7 @@ help:
 	@echo "make check     fail when rendered/ or clusters/ are not current"
 	@echo "make test      run the test suite"
 	@echo "make golden    refresh the golden files of the render tests"
+	@echo "make crds      refresh schema/crds from a CRD schema catalog (CATALOG=folder or template)"
 	@echo "make bench     benchmark render, check and validate at 1,000 endpoints (BENCH_ARGS=...)"
 
 install: $(STAMP)
@@ -44,6 +45,11 @@ golden: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Refresh the vendored CRD schemas, e.g. make crds CATALOG=../CRDs-catalog (a folder or kubeconform template).
+crds: $(STAMP)
+	@test -n "$(CATALOG)" || { echo "make crds needs CATALOG=<folder or template of a CRD schema catalog>" >&2; exit 2; }
+	$(BIN)/endpointgen vendor-schemas --from '$(CATALOG)'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -431,7 +431,7 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, Any]:
     steps["check"] = step_result(samples, eg + ["check"], objects, key="check")
 
     # e. validate --rendered
-    schemas = Path(args.schema_location) if args.schema_location else PROJECT.parent / "shared" / "crd-schemas"
+    schemas = Path(args.schema_location) if args.schema_location else PROJECT / "schema" / "crds"
     if schemas.is_dir():
         schema_args = ["--schema-location", str(schemas)]
         schema_note = f"CRD schemas from {schemas}"
@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="files for the kubernetes-validate anchor (default 200; --quick: 50)")
     parser.add_argument("--seed", type=int, default=6, help="seed of the kubernetes-validate sample")
     parser.add_argument("--schema-location", default=None,
-                        help="CRD schemas for validate (default ../shared/crd-schemas next to the project; "
+                        help="CRD schemas for validate (default schema/crds, vendored in the project; "
                              "when missing, validate runs with --ignore-missing-schemas)")
     args = parser.parse_args(argv)
     args.endpoints = args.endpoints or (50 if args.quick else 1000)

@@ -1,7 +1,7 @@
 """How many rendered objects per second check_environment validates (a measurement, not a test).
 
 Renders the example environments in memory, replicates their objects (renamed, so the cross-object rules see
-distinct endpoints) to about --objects objects, then times check_environment with the shared CRD schemas:
+distinct endpoints) to about --objects objects, then times check_environment with the vendored CRD schemas (schema/crds):
 JSON Schema, API-server rules and policies, as `endpointgen validate` runs them.
 
     .venv/bin/python bench/validator_rate.py [--objects 5000] [--repeat 3]
@@ -26,7 +26,7 @@ from generator.generate import plan  # noqa: E402
 from generator.manifests import Options, RenderedObject, Report, check_environment  # noqa: E402
 
 LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-CRD_SCHEMAS = Path(os.environ.get("ENDPOINTGEN_SCHEMA_LOCATION", PROJECT.parent / "shared" / "crd-schemas"))
+CRD_SCHEMAS = Path(os.environ.get("ENDPOINTGEN_SCHEMA_LOCATION", PROJECT / "schema" / "crds"))
 
 
 def example_objects() -> list[tuple[str, RenderedObject]]:

@@ -88,7 +88,7 @@ def schema_options(command: F) -> F:
                      envvar="ENDPOINTGEN_SCHEMA_LOCATION",
                      help="CRD schema folder, kubeconform template (e.g. 'dir/{{ .Group }}/{{ .ResourceKind }}_"
                           "{{ .ResourceAPIVersion }}.json') or http(s) URL (fetched and cached); repeatable. "
-                          "Default: schema/crds in the repo. The environment variable takes several, space-separated."),
+                          "Default: schema/crds in the repo, then the schemas vendored with endpointgen. The environment variable takes several, space-separated."),
         click.option("--strict/--no-strict", default=True, show_default=True,
                      help="Reject fields the Kubernetes schemas do not define."),
         click.option("--ignore-missing-schemas", is_flag=True, help="Do not report kinds that have no schema."),
@@ -102,9 +102,10 @@ def schema_options(command: F) -> F:
 def schema_settings(root: Path, locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool,
                     skip: tuple[str, ...], engine: str = "builtin") -> Options:
     """The Options of the schema knobs as given on the command line."""
+    from .kubeschemas import default_locations
     from .manifests import Options
     return Options(
-        locations=list(locations) or [str(root / "schema" / "crds")],
+        locations=list(locations) or default_locations(root),
         strict=strict,
         ignore_missing_schemas=ignore_missing_schemas,
         skip_kinds=frozenset(k.strip() for item in skip for k in item.split(",") if k.strip()),
@@ -506,6 +507,22 @@ def serialize(ctx: click.Context, endpoint: str, env: str) -> None:
     if not found:
         raise UsageError(f"no endpoint {endpoint!r} in environment {env!r}")
     click.echo(json.dumps(serialize_endpoint(found[0]), indent=2))
+
+
+@cli.command("vendor-schemas")
+@click.option("--from", "location", required=True, metavar="LOCATION",
+              help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "
+                   "template (local or http(s)).")
+@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write (default: schema/crds in the repo).")
+@click.pass_context
+@reports_errors
+def vendor_schemas_command(ctx: click.Context, location: str, target: Path | None) -> None:
+    """Refresh schema/crds: the schema of every custom resource endpointgen renders, from a catalog."""
+    from .vendor import vendor_schemas
+    folder = target or ctx.obj / "schema" / "crds"
+    for path in vendor_schemas(location, folder):
+        click.echo(f"wrote {display_path(path, ctx.obj)}")
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ import importlib.util
 
 import jsonschema_rs
 
+# The CRD schemas vendored with endpointgen (see schema/crds/README.md).
+VENDORED_DIR = Path(__file__).resolve().parent.parent / "schema" / "crds"
 DEFAULT_TEMPLATE = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 # The schemas kubernetes-validate bundles, found without importing it (its import is slow).
 BUILTIN_ROOT = Path(importlib.util.find_spec("kubernetes_validate").origin).resolve().parent / "kubernetes-json-schema"  # type: ignore[arg-type,union-attr]
@@ -81,12 +83,12 @@ class SchemaStore:
 
     def _compile(self, api_version: str, kind: str) -> Any | None:
         group, _, version = api_version.rpartition("/")
-        schema = self._builtin_schema(group, version, kind) if _is_builtin(group) else None
+        schema = self._builtin_schema(group, version, kind) if is_builtin(group) else None
         source = str(self.builtin)
         if schema is None:
             for location in self.locations:
                 source = expand(location, group, version, kind, self.kubernetes_version, self.strict)
-                schema = self._read(source)
+                schema = self.read(source)
                 if schema is not None:
                     break
         if schema is None:
@@ -109,7 +111,8 @@ class SchemaStore:
             return self._definitions
         raise SchemaError(f"schema refers to {uri}, which is not available offline")
 
-    def _read(self, source: str) -> Any | None:
+    def read(self, source: str) -> Any | None:
+        """The schema at a file path or http(s) URL; None when there is none."""
         if source.startswith(("http://", "https://")):
             return self._fetch(source)
         path = Path(source)
@@ -140,7 +143,17 @@ class SchemaStore:
         return schema
 
 
-def _is_builtin(group: str) -> bool:
+def default_locations(root: Path) -> list[str]:
+    """The repository's schema/crds, then (when that is another folder) the schemas vendored with endpointgen."""
+    mine = root / "schema" / "crds"
+    folders = [mine] if mine.is_dir() else []
+    if not folders or mine.resolve() != VENDORED_DIR:
+        folders.append(VENDORED_DIR)
+    return [str(folder) for folder in folders]
+
+
+def is_builtin(group: str) -> bool:
+    """Kinds of the core API and *.k8s.io groups: schemas bundled with kubernetes-validate, not CRDs."""
     return "." not in group or group.endswith(".k8s.io")
 
 

@@ -104,7 +104,7 @@ def only_problem(root: Path, envs: Sequence[str] = ("dev",)) -> Problem:
     return found[0]
 
 
-CRD_SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "crd-schemas"
+CRD_SCHEMAS = Path(__file__).resolve().parent.parent / "schema" / "crds"
 
 
 @pytest.fixture

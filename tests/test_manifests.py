@@ -26,7 +26,7 @@ from generator.manifests import (KubeconformError, Options, RenderedObject, Repo
 from manifest_fixtures.objects import deployment, endpoint_objects, scoring
 
 PROJECT = Path(__file__).resolve().parent.parent
-CRD_SCHEMAS = PROJECT.parent / "shared" / "crd-schemas"
+CRD_SCHEMAS = PROJECT / "schema" / "crds"
 K8S = "1.33"
 
 

@@ -26,7 +26,7 @@ from generator.cli import cli
 from generator.kubeschemas import DEFAULT_TEMPLATE, builtin_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
-CRD_SCHEMAS = PROJECT.parent / "shared" / "crd-schemas"
+CRD_SCHEMAS = PROJECT / "schema" / "crds"
 
 SENTIMENT = "rendered/dev/endpoints/sentiment"
 BLUE = f"{SENTIMENT}/deployment-sentiment-blue.yaml"
@@ -52,7 +52,7 @@ def rendered_repo(tmp_path: Path) -> Path:
 
 
 def validate(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    """`endpointgen --root ROOT validate ARGS`, with the shared CRD schemas unless `env` says otherwise."""
+    """`endpointgen --root ROOT validate ARGS`, with the vendored CRD schemas unless `env` says otherwise."""
     environ = {"ENDPOINTGEN_SCHEMA_LOCATION": str(CRD_SCHEMAS), **(env or {})}
     return CliRunner().invoke(cli, ["--root", str(root), "validate", *args], catch_exceptions=False, env=environ)
 
@@ -117,7 +117,7 @@ def test_every_example_object_passes(rendered_repo: Path, mode: list[str]) -> No
     assert result.stderr == ""
 
 
-def test_example_uses_crd_kinds_that_the_shared_schemas_cover(rendered_repo: Path) -> None:
+def test_example_uses_crd_kinds_that_the_vendored_schemas_cover(rendered_repo: Path) -> None:
     """Guard for the test above: the example really exercises CRD schemas, not only built-in kinds."""
     kinds = set()
     for rel in object_files(rendered_repo):
@@ -412,7 +412,7 @@ def test_broken_schema_file_is_a_clear_error(rendered_repo: Path, tmp_path: Path
 
 
 class _SchemaServer:
-    """The shared CRD schemas over http on 127.0.0.1, recording the paths asked for."""
+    """The vendored CRD schemas over http on 127.0.0.1, recording the paths asked for."""
 
     def __init__(self) -> None:
         requests = self.requests = []

@@ -20,7 +20,7 @@ from generator.problems import ProblemsFound
 from render_helpers import copy_examples, leftovers, run_cli, snapshot
 
 PROJECT = Path(__file__).resolve().parent.parent
-CRD_SCHEMAS = PROJECT.parent / "shared" / "crd-schemas"
+CRD_SCHEMAS = PROJECT / "schema" / "crds"
 ENDPOINTS = 2 * parallel.MIN_ITEMS_PER_WORKER + 6  # enough specs for two workers
 
 
@@ -101,7 +101,6 @@ def test_colliding_object_names_across_endpoints_are_found_after_the_sweep(repo:
     assert not (repo / "rendered").exists()
 
 
-@pytest.mark.skipif(not CRD_SCHEMAS.is_dir(), reason="needs ../shared/crd-schemas")
 def test_parallel_validate_counts_every_object_in_memory_and_on_disk(repo: Path) -> None:
     generate.render(repo)
     objects = sum(1 for rel in on_disk(repo) if not rel.endswith("/kustomization.yaml"))
@@ -111,7 +110,6 @@ def test_parallel_validate_counts_every_object_in_memory_and_on_disk(repo: Path)
         assert f"{objects} rendered object(s) pass" in result.stdout, (args, result.stdout)
 
 
-@pytest.mark.skipif(not CRD_SCHEMAS.is_dir(), reason="needs ../shared/crd-schemas")
 def test_validate_rendered_reports_a_broken_file_of_one_endpoint(repo: Path) -> None:
     generate.render(repo)
     broken = repo / "rendered/prod/endpoints/model-0040/service-model-0040-blue.yaml"
@@ -125,7 +123,6 @@ def test_validate_rendered_reports_a_broken_file_of_one_endpoint(repo: Path) -> 
 # --- render --validate ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CRD_SCHEMAS.is_dir(), reason="needs ../shared/crd-schemas")
 def test_render_validate_writes_and_counts_every_object(repo: Path) -> None:
     result = run_cli(repo, "render", "--validate", "--schema-location", str(CRD_SCHEMAS), "--quiet")
     assert result.exit_code == 0, result.stderr
