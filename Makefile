@@ -10,7 +10,7 @@ ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
 CRD_SCHEMAS ?=
 SCHEMA_FLAGS := $(foreach s,$(CRD_SCHEMAS),--schema-location $(s))
 
-.PHONY: install validate render check test golden crds clean help
+.PHONY: install validate render check test golden checkov crds clean help
 
 help:
 	@echo "make install   create .venv and install endpointgen with its test extras"
@@ -19,6 +19,7 @@ help:
 	@echo "make check     fail when rendered/ or clusters/ are not current"
 	@echo "make test      run the test suite"
 	@echo "make golden    refresh the golden files of the render tests"
+	@echo "make checkov   run checkov (its own venv) on rendered/ and on tests/fixtures/every-field, rendered"
 	@echo "make crds      refresh schema/crds from a CRD schema catalog (CATALOG=folder or template)"
 	@echo "make bench     benchmark render, check and validate at 1,000 endpoints (BENCH_ARGS=...)"
 
@@ -46,13 +47,31 @@ golden: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# checkov, the Kubernetes policy suite, in a venv of its own (its pins are not ours), on the committed output
+# and on a temporary render of tests/fixtures/every-field. Skips and their reasons: .checkov.yaml.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION ?= 3.3.30
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+checkov: $(STAMP) $(CHECKOV_STAMP)
+	@set -e; work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	cp -R tests/fixtures/every-field/. "$$work"; \
+	$(BIN)/endpointgen --root "$$work" render --quiet; \
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --directory rendered --directory "$$work/rendered"
+
 # Refresh the vendored CRD schemas, e.g. make crds CATALOG=../CRDs-catalog (a folder or kubeconform template).
 crds: $(STAMP)
 	@test -n "$(CATALOG)" || { echo "make crds needs CATALOG=<folder or template of a CRD schema catalog>" >&2; exit 2; }
 	$(BIN)/endpointgen vendor-schemas --from '$(CATALOG)'
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis *.egg-info
 
 # Benchmark (issue 6): synthetic repo, timed CLI steps and anchors; writes bench/results.json.
 # e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--endpoints 1000 --runs 1".

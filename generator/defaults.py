@@ -36,6 +36,7 @@ VERSION_DEFAULTS: dict[str, Any] = {
     "description": "",
     "tags": {},
     "properties": {},
+    "models": [],  # optional, as in AksEndpoint: an image may carry its model
 }
 
 AUTOSCALE_SETTINGS = (

@@ -284,7 +284,7 @@ def apply_changes(target: CommentedMap, changes: Changes, order: list[str], what
     for name in changes.unset:
         if name not in order:
             raise UsageError(f"--unset {name}: no such field (fields: {', '.join(order)})")
-        if name in ("version_name", "models", "inference_config", "name", "versions"):
+        if name in ("version_name", "inference_config", "name", "versions"):
             raise EndpointgenError(f"{name} is required and cannot be unset")
         if name == "properties" and target.get("properties"):
             raise EndpointgenError(f"{what} properties cannot be unset: a property, once deployed, never "

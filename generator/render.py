@@ -24,7 +24,7 @@ from .model import Endpoint, Environment
 if TYPE_CHECKING:
     import jinja2
 from .problems import EndpointgenError
-from .views import endpoint_view, environment_view
+from .views import SCORING_PORT, endpoint_view, environment_view
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -35,6 +35,7 @@ ALLOWED_KINDS = {
     "Deployment": "apps/v1",
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
     "Gateway": "networking.istio.io/v1",
     "VirtualService": "networking.istio.io/v1",
     "DestinationRule": "networking.istio.io/v1",
@@ -213,6 +214,9 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
         manifests.append(_manifest(f"{base}/namespaces/{name}", "namespace.yaml.j2", None, source, env=view, ns=ns))
         manifests.append(_manifest(f"{base}/namespaces/{name}", "peerauthentication.yaml.j2", name, source,
                                    env=view, ns=ns))
+        if view["network_policy"]["enabled"]:
+            manifests.append(_manifest(f"{base}/namespaces/{name}", "networkpolicy.yaml.j2", name, source,
+                                       env=view, ns=ns, scoring_port=SCORING_PORT))
     return manifests
 
 

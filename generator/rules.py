@@ -115,6 +115,17 @@ def app_insights_configured(ep: Endpoint) -> Iterator[Problem]:
                              "string is read from Key Vault")
 
 
+def model_loader_configured(ep: Endpoint) -> Iterator[Problem]:
+    """A version with models needs the environment's model_loader, the init container that fetches them."""
+    if "model_loader" in ep.env.settings:
+        return
+    for v in ep.versions:
+        if v.settings["models"]:
+            yield ep.problem(("versions", v.index, "models"),
+                             f"environment {ep.env.name!r} has no model_loader (the image that fetches models); "
+                             "add one, or leave models out and carry the model in the scoring image")
+
+
 def waivers_name_known_policies(ep: Endpoint) -> Iterator[Problem]:
     """A waiver names an existing policy, once."""
     seen: set[str] = set()
@@ -225,7 +236,7 @@ def unique_models(ep: Endpoint) -> Iterator[Problem]:
     """A version cannot list the same model name and version twice (they share a folder)."""
     for v in ep.versions:
         seen: set[tuple[str, str]] = set()
-        for i, model in enumerate(v.spec["models"]):
+        for i, model in enumerate(v.spec.get("models", [])):
             key = (model["name"], str(model["version"]))
             if key in seen:
                 yield ep.problem(("versions", v.index, "models", i),
@@ -266,6 +277,7 @@ RULES: list[Rule] = [
     resources_are_kubernetes_quantities,
     object_names_fit,
     unique_models,
+    model_loader_configured,
     environment_variables_safe,
 ]
 

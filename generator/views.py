@@ -17,6 +17,9 @@ from .traffic import route_weights
 APP_ROOT = "/var/azureml-app"
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
 SCORING_PORT = 5001
+# The Istio sidecar's ports that others connect to: pilot-agent's merged metrics and health (15020), the
+# readiness health check (15021) and Envoy's own Prometheus endpoint (15090).
+SIDECAR_PORTS = {"status": [15020, 15021], "metrics": [15020, 15090]}
 SAFE_RETRY_ON = "connect-failure,refused-stream,unavailable"
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "gateway": {"name": "endpointgen", "namespace": "aks-istio-ingress",
@@ -36,7 +39,11 @@ def environment_view(env: Environment) -> dict[str, Any]:
     view["istio"] = {"cni": False, **settings["istio"]}
     for section in ("key_auth", "flux", "gpu"):
         view[section] = {**ENV_DEFAULTS[section], **settings.get(section, {})}
-    view["model_loader"] = {"command": None, **settings["model_loader"]}
+    view["model_loader"] = {"image": None, "command": None, **settings.get("model_loader", {})}
+    view["network_policy"] = {"enabled": True, "ingress_namespaces": [view["gateway"]["namespace"]],
+                              "control_plane_namespaces": ["aks-istio-system"], "metrics_namespaces": ["kube-system"],
+                              "allow_same_namespace": True, **settings.get("network_policy", {})}
+    view["network_policy"]["ports"] = SIDECAR_PORTS
     token = settings.get("token_auth")
     if token is not None:
         view["token_auth"] = {**token, "jwks_uri": token.get("jwks_uri") or azure_ad_jwks_uri(token["issuer"])}
@@ -153,11 +160,12 @@ def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> lis
     """The scoring container's environment: AzureML server settings first, then the user's, sorted."""
     s = v.settings
     config = s["inference_config"]
-    model_dir = models[0]["relative"] if len(models) == 1 else "azureml-models"
     source_dir = config.get("source_directory", APP_ROOT)
-    env = [
-        {"name": "AML_APP_ROOT", "value": APP_ROOT},
-        {"name": "AZUREML_MODEL_DIR", "value": f"{APP_ROOT}/{model_dir}"},
+    env = [{"name": "AML_APP_ROOT", "value": APP_ROOT}]
+    if models:  # without models the image carries its own; no folder, no AZUREML_MODEL_DIR
+        model_dir = models[0]["relative"] if len(models) == 1 else "azureml-models"
+        env.append({"name": "AZUREML_MODEL_DIR", "value": f"{APP_ROOT}/{model_dir}"})
+    env += [
         {"name": "AZUREML_SOURCE_DIRECTORY", "value": source_dir},
         {"name": "AZUREML_ENTRY_SCRIPT", "value": config["entry_script"]},
         {"name": "SERVICE_NAME", "value": ep.name},
@@ -178,16 +186,20 @@ def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> lis
 
 
 def resources(s: dict[str, Any]) -> dict[str, dict[str, str | int]]:
-    """Requests and limits as Kubernetes quantities; GPUs requested and limited alike."""
-    requests: dict[str, str | int] = {"cpu": cpu_quantity(s["cpu_cores"]), "memory": memory_quantity(s["memory_gb"])}
+    """Requests and limits as Kubernetes quantities; GPUs requested and limited alike.
+
+    Memory is always limited: `memory_gb_limit`, else the request (memory cannot be throttled, only
+    reclaimed by killing, so Kubernetes advises limit = request). CPU is limited only when asked.
+    """
+    memory = memory_quantity(s["memory_gb"])
+    requests: dict[str, str | int] = {"cpu": cpu_quantity(s["cpu_cores"]), "memory": memory}
     limits: dict[str, str | int] = {}
     if s["cpu_cores_limit"] is not None:
         limits["cpu"] = cpu_quantity(s["cpu_cores_limit"])
-    if s["memory_gb_limit"] is not None:
-        limits["memory"] = memory_quantity(s["memory_gb_limit"])
+    limits["memory"] = memory if s["memory_gb_limit"] is None else memory_quantity(s["memory_gb_limit"])
     if s["gpu_cores"] > 0:
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(s["gpu_cores"])
-    return {"requests": requests, "limits": limits} if limits else {"requests": requests}
+    return {"requests": requests, "limits": limits}
 
 
 def cpu_quantity(cores: float) -> str:

@@ -19,10 +19,9 @@ from generator.generate import plan
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "environments"
-SHARED = PROJECT.parent / "shared"
-CRD_SCHEMAS = SHARED / "crd-schemas"
+CRD_SCHEMAS = PROJECT / "schema" / "crds"
 EXAMPLE_ENVS = sorted(p.parent.name for p in EXAMPLES.glob("*/environment.yaml"))
-BUILTIN_API_VERSIONS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1"}
+BUILTIN_API_VERSIONS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
 
 LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

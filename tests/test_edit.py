@@ -313,8 +313,8 @@ REFUSED = f"endpointgen: 1 problem(s) found; {EditRefused.summary}\n"
     (["update-version", "sentiment", "blue", "--cpu-cores-limit", "0.5"], 1,
      "environments/prod/endpoints/sentiment.yaml:32:22: versions[0].cpu_cores_limit: cpu_cores_limit (0.5) is below "
      "cpu_cores (1)\n" + REFUSED),
-    (["update-version", "sentiment", "green", "--unset", "models"], 1,
-     "endpointgen: error: models is required and cannot be unset\n"),
+    (["update-version", "sentiment", "green", "--unset", "inference_config"], 1,
+     "endpointgen: error: inference_config is required and cannot be unset\n"),
     (["update", "sentiment", "--token-auth-enabled"], 1, "environments/prod/endpoints/sentiment.yaml:"),
     (["update-version", "sentiment", "green", "--model", "distilbert"], 2,
      "endpointgen: error: --model 'distilbert': expected name:version=uri\n"),

@@ -36,7 +36,8 @@ VS_SUBJECT = "VirtualService ml-endpoints-dev/sentiment"
 SERVICE = f"{SENTIMENT}/service-sentiment-blue.yaml"
 CLASSIFIER = "rendered/dev/endpoints/image-classifier/deployment-image-classifier-resnet-v3.yaml"
 CLASSIFIER_SUBJECT = "Deployment ml-endpoints-dev/image-classifier-resnet-v3"
-SCORING = "        - name: scoring\n"  # the scoring container of a rendered Deployment (after the init containers)
+SCORING = "        - name: scoring\n"
+MEMORY_REQUEST = "cpu: 100m\n              memory: 512Mi"  # the scoring container's request (its limit is 512Mi too)  # the scoring container of a rendered Deployment (after the init containers)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -201,12 +202,12 @@ BROKEN = [
            "no-replicas-under-hpa", "spec.replicas", BLUE_SUBJECT, "  replicas: 3", "3",
            "HorizontalPodAutoscaler sentiment-blue manages the scale"),
     Broken("gpu-request-differs-from-limit", CLASSIFIER,
-           lambda r: replace_once(r / CLASSIFIER, 'limits:\n              nvidia.com/gpu: "1"',
-                                  'limits:\n              nvidia.com/gpu: "2"'),
+           lambda r: replace_once(r / CLASSIFIER, 'limits:\n              memory: 8Gi\n              nvidia.com/gpu: "1"',
+                                  'limits:\n              memory: 8Gi\n              nvidia.com/gpu: "2"'),
            "extended-resources", "spec.template.spec.containers[0].resources.requests.nvidia.com/gpu",
            CLASSIFIER_SUBJECT, 'nvidia.com/gpu: "1"', '"1"', "extended resource: requests must equal limits"),
     Broken("bad-quantity", BLUE,
-           lambda r: replace_once(r / BLUE, "memory: 512Mi", "memory: 512MB"),
+           lambda r: replace_once(r / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB")),
            "quantities", "spec.template.spec.containers[0].resources.requests.memory", BLUE_SUBJECT,
            "memory: 512MB", "512MB", "'512MB' is not a valid quantity"),
     Broken("selector-does-not-match-template", BLUE,
@@ -248,7 +249,7 @@ def test_broken_manifest_is_reported_where_it_is(rendered_repo: Path, case: Brok
 
 
 def test_broken_manifest_text_output(rendered_repo: Path) -> None:
-    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(rendered_repo / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB"))
     result = validate(rendered_repo, "--rendered", "--env", "dev")
     assert result.exit_code == 1
     line, col = position(rendered_repo / BLUE, "memory: 512MB", "512MB")
@@ -259,7 +260,7 @@ def test_broken_manifest_text_output(rendered_repo: Path) -> None:
 
 
 def test_untouched_environment_is_not_blamed(rendered_repo: Path) -> None:
-    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(rendered_repo / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB"))
     assert validate(rendered_repo, "--rendered", "--env", "prod").exit_code == 0
     assert validate(rendered_repo, "--env", "dev").exit_code == 0  # in memory: the specs still render fine
 
@@ -337,7 +338,7 @@ def test_kind_without_schema_is_reported_not_skipped(rendered_repo: Path, tmp_pa
     crd_files = [rel for rel in object_files(rendered_repo, "dev")
                  if "apiVersion: v1\n" not in (text := (rendered_repo / rel).read_text())
                  and "apiVersion: apps/" not in text and "apiVersion: autoscaling/" not in text
-                 and "apiVersion: policy/" not in text]
+                 and "apiVersion: policy/" not in text and "apiVersion: networking.k8s.io/" not in text]
     assert sorted(p["path"] for p in problems) == crd_files
     assert {p["rule"] for p in problems} == {"schema-missing"}
     vs = next(p for p in problems if p["path"] == VS)
@@ -351,11 +352,15 @@ def test_kind_without_schema_is_reported_not_skipped(rendered_repo: Path, tmp_pa
     assert ignored.exit_code == 0, ignored.stderr
 
 
-def test_without_schema_location_the_repo_schema_crds_folder_is_used(rendered_repo: Path) -> None:
+def test_without_schema_location_the_repo_schema_crds_folder_comes_first(rendered_repo: Path) -> None:
     env = {"ENDPOINTGEN_SCHEMA_LOCATION": ""}
-    assert validate(rendered_repo, "--env", "dev", env=env).exit_code == 1
-    shutil.copytree(CRD_SCHEMAS, rendered_repo / "schema" / "crds")
-    assert validate(rendered_repo, "--env", "dev", env=env).exit_code == 0
+    assert validate(rendered_repo, "--env", "dev", env=env).exit_code == 0  # the schemas vendored with endpointgen
+    mine = rendered_repo / "schema" / "crds" / "networking.istio.io"
+    mine.mkdir(parents=True)
+    (mine / "virtualservice_v1.json").write_text(json.dumps({"type": "object", "required": ["house-rule"]}))
+    result = validate(rendered_repo, "--env", "dev", env=env)
+    assert result.exit_code == 1
+    assert '"house-rule" is a required property' in result.stderr
 
 
 def test_schema_location_option_overrides_the_environment_variable(rendered_repo: Path, tmp_path: Path) -> None:
@@ -571,7 +576,7 @@ def test_waiver_of_one_endpoint_does_not_cover_another(rendered_repo: Path) -> N
 
 def test_api_server_rules_cannot_be_waived(rendered_repo: Path) -> None:
     _waive(rendered_repo, "image-pinned")
-    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(rendered_repo / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB"))
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "json")
     assert result.exit_code == 1
     assert [(p["rule"], p["waiver"]) for p in json_problems(result)] == [("quantities", "")]
@@ -591,7 +596,7 @@ def test_unknown_policy_in_a_waiver_is_a_spec_error(rendered_repo: Path) -> None
 
 
 def _three_problems_in_two_files(root: Path) -> None:
-    replace_once(root / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(root / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB"))
     replace_once(root / BLUE, "scoring/sentiment:1.4.1", "scoring/sentiment:latest")
     replace_once(root / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n")
 
@@ -653,7 +658,7 @@ def test_summary_counts(rendered_repo: Path) -> None:
 
 
 def test_github_output(rendered_repo: Path) -> None:
-    replace_once(rendered_repo / BLUE, "memory: 512Mi", "memory: 512MB")
+    replace_once(rendered_repo / BLUE, MEMORY_REQUEST, MEMORY_REQUEST.replace("512Mi", "512MB"))
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--output", "github")
     assert result.exit_code == 1
     line, col = position(rendered_repo / BLUE, "memory: 512MB", "512MB")

@@ -389,7 +389,7 @@ def test_gpu_node_selector_from_environment(lab: dict[str, dict[str, Any]]) -> N
     pod = of_kind(lab, "Deployment")["replica-lab-switched-off"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"agentpool": "gpunp"}
     assert scoring(of_kind(lab, "Deployment")["replica-lab-switched-off"])["resources"]["limits"] == \
-        {"nvidia.com/gpu": "1"}
+        {"memory": "1Gi", "nvidia.com/gpu": "1"}  # memory: the request (prod's default memory_gb: 1)
     assert "tolerations" not in of_kind(lab, "Deployment")["replica-lab-fixed-one"]["spec"]["template"]["spec"]
 
 
@@ -651,7 +651,7 @@ def test_namespaces_carry_the_istio_revision(output: Output) -> None:
         assert strict == set(namespaces)
 
 
-PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication"}
+PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
 
 
 def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> None:

@@ -377,8 +377,9 @@ def test_kubectl_kustomize_builds_each_flux_kustomization_path(root: Path, env: 
     assert len(seen) == len(set(seen)) == len(everything)  # no object in two Flux Kustomizations, none left out
     assert set(seen) == set(everything)
     platform = {identity(o) for o in kustomize(root / paths[0])}
-    assert {kind for kind, _, _ in platform} == {"Gateway", "Namespace", "PeerAuthentication"}
-    assert not [i for i in seen if i not in platform and i[0] in ("Gateway", "Namespace", "PeerAuthentication")]
+    assert {kind for kind, _, _ in platform} == {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
+    assert not [i for i in seen if i not in platform and i[0] in ("Gateway", "Namespace", "PeerAuthentication",
+                                                                 "NetworkPolicy")]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
