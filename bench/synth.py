@@ -35,6 +35,7 @@ key_vault:
   tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
   client_id: 5b1c7f3e-2d4a-4c8e-9f6b-0a1b2c3d4e5f
 app_insights:
+  instrumentation_key_secret: appinsights-instrumentation-key
   connection_string_secret: appinsights-connection-string
 model_loader:
   image: mlacr{env}.azurecr.io/platform/model-loader:1.3.0

@@ -509,6 +509,36 @@ def serialize(ctx: click.Context, endpoint: str, env: str) -> None:
     click.echo(json.dumps(serialize_endpoint(found[0]), indent=2))
 
 
+@cli.command("serve")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--env", required=True, metavar="ENV")
+@click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Local folder with what the image holds at the version's source_directory (the scoring script).")
+@click.option("--model", "models", multiple=True, metavar="NAME:VERSION=DIR",
+              help="Local folder of one of the version's models (repeatable; every model needs one).")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME=VALUE",
+              help="Value of an environment variable the pod takes from Key Vault (default: a clearly fake value).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True, help="Local port.")
+@click.pass_context
+@reports_errors
+def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, source: Path, models: tuple[str, ...],
+                  secrets: tuple[str, ...], port: int) -> None:
+    """LocalWebservice: run a version's scoring script under the real Azure ML inference server, with the
+    environment its pod gets."""
+    from .edit import parse_pair
+    from .serve import serve
+    model_dirs = {}
+    for item in models:
+        name_version, _, folder = item.partition("=")
+        name, _, model_version = name_version.partition(":")
+        if not (name and model_version and folder):
+            raise UsageError(f"--model {item!r}: expected NAME:VERSION=DIR")
+        model_dirs[f"{name}/{model_version}"] = Path(folder)
+    secret_values = dict(parse_pair(p, "--secret") for p in secrets)
+    ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))
+
+
 @cli.command("vendor-schemas")
 @click.option("--from", "location", required=True, metavar="LOCATION",
               help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "

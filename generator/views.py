@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from decimal import Decimal
 from typing import Any
 
@@ -90,7 +91,7 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
             "primary_key_secret": given.get("primary_key_secret", f"{ep.name}-primary-key"),
             "secondary_key_secret": given.get("secondary_key_secret"),
         }
-    app_insights_secret = f"{ep.name}-app-insights" if settings["enable_app_insights"] else None
+    app_insights_secret = app_insights_secret_name(ep) if settings["enable_app_insights"] else None
     return {
         "name": ep.name,
         "namespace": ep.namespace,
@@ -157,32 +158,74 @@ def model_view(index: int, model: dict[str, Any], count: int) -> dict[str, Any]:
 
 
 def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scoring container's environment: AzureML server settings first, then the user's, sorted."""
+    """The scoring container's environment: what the Azure ML inference server reads, then the user's, sorted.
+
+    The images start `azmlinfsrv --entry_script "$AZUREML_ENTRY_SCRIPT"` from `AML_APP_ROOT`, and the server
+    loads the script from `AML_APP_ROOT` joined with `AZUREML_ENTRY_SCRIPT`; `AZUREML_SOURCE_DIRECTORY` only goes
+    on `sys.path`. So the entry script is written as the SDK writes it: relative to the app root with the source
+    folder in it (`src/score.py`), or absolute when the source folder is elsewhere in the image.
+    """
     s = v.settings
     config = s["inference_config"]
     source_dir = config.get("source_directory", APP_ROOT)
-    env = [{"name": "AML_APP_ROOT", "value": APP_ROOT}]
+    script = posixpath.normpath(posixpath.join(source_dir, config["entry_script"]))
+    env = [{"name": "AML_APP_ROOT", "value": APP_ROOT},
+           {"name": "AZUREML_ENTRY_SCRIPT", "value": app_relative(script)}]
+    if source_dir != APP_ROOT:  # the app root is on sys.path already
+        env.append({"name": "AZUREML_SOURCE_DIRECTORY", "value": app_relative(source_dir)})
     if models:  # without models the image carries its own; no folder, no AZUREML_MODEL_DIR
         model_dir = models[0]["relative"] if len(models) == 1 else "azureml-models"
         env.append({"name": "AZUREML_MODEL_DIR", "value": f"{APP_ROOT}/{model_dir}"})
     env += [
-        {"name": "AZUREML_SOURCE_DIRECTORY", "value": source_dir},
-        {"name": "AZUREML_ENTRY_SCRIPT", "value": config["entry_script"]},
         {"name": "SERVICE_NAME", "value": ep.name},
         {"name": "SERVICE_VERSION", "value": v.name},
+        {"name": "SERVICE_PATH_PREFIX", "value": f"/api/v1/service/{ep.name}"},
         {"name": "WORKER_COUNT", "value": str(s["replica_max_concurrent_requests"])},
-        {"name": "MAX_CONCURRENT_REQUESTS", "value": str(s["replica_max_concurrent_requests"])},
-        {"name": "MAX_QUEUE_WAIT_MS", "value": str(s["max_request_wait_time"])},
+        {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(s["scoring_timeout_ms"]))},
         {"name": "SCORING_TIMEOUT_MS", "value": str(s["scoring_timeout_ms"])},
-        {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true" if s["collect_model_data"] else "false"},
-        {"name": "AML_APP_INSIGHTS_ENABLED", "value": "true" if ep.settings["enable_app_insights"] else "false"},
     ]
-    if ep.settings["enable_app_insights"]:
-        env.append({"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "secret": f"{ep.name}-app-insights",
-                    "key": "connection-string"})
+    if s["collect_model_data"]:  # the server's model data collection, and azureml-monitoring's in the script
+        env += [{"name": "AML_MDC_STORAGE_ENABLED", "value": "true"},
+                {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"}]
+    insights = ep.settings["enable_app_insights"]
+    env.append({"name": "AML_APP_INSIGHTS_ENABLED", "value": "true" if insights else "false"})
+    if insights:
+        secret = app_insights_secret_name(ep)
+        env += [{"name": name, "secret": secret, "key": key} for name, key, _ in app_insights_secrets(
+            ep.env.settings["app_insights"])]
     user = config.get("environment_variables", {})
     env += [{"name": name, "value": user[name]} for name in sorted(user)]
     return [{"value": None, "secret": None, "key": None, **item} for item in env]
+
+
+def app_relative(path: str) -> str:
+    """A path inside the image relative to the app root when it is under it (as the SDK writes them)."""
+    return path[len(APP_ROOT) + 1:] if path.startswith(APP_ROOT + "/") else path
+
+
+def worker_timeout_seconds(scoring_timeout_ms: int) -> int:
+    """gunicorn's hard worker timeout: its default of 300 s, or longer than the scoring timeout, so that a long
+    scoring call gets the server's own timeout answer instead of a killed worker."""
+    return max(300, math.ceil(scoring_timeout_ms / 1000) + 10)
+
+
+def app_insights_secret_name(ep: Endpoint) -> str:
+    """The in-cluster Secret the Secrets Store CSI driver syncs the App Insights values into."""
+    return f"{ep.name}-app-insights"
+
+
+def app_insights_secrets(settings: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(environment variable, key in the synced Secret, Key Vault secret) of each App Insights value.
+
+    The inference server turns App Insights on with AML_APP_INSIGHTS_ENABLED and the instrumentation key; the
+    connection string (optional) serves images that use OpenTelemetry's Azure Monitor exporter and gives the
+    server's exporter its regional ingestion endpoint.
+    """
+    found = [("AML_APP_INSIGHTS_KEY", "instrumentation-key", settings["instrumentation_key_secret"])]
+    if settings.get("connection_string_secret"):
+        found.append(("APPLICATIONINSIGHTS_CONNECTION_STRING", "connection-string",
+                      settings["connection_string_secret"]))
+    return found
 
 
 def resources(s: dict[str, Any]) -> dict[str, dict[str, str | int]]:
@@ -242,7 +285,8 @@ def auth_mode(ep: Endpoint) -> str:
     return "key" if ep.settings["auth_enabled"] else "none"
 
 
-def app_insights_objects(env: dict[str, Any]) -> str:
-    """The Secrets Store CSI `objects` parameter naming the connection-string secret."""
-    name = env["app_insights"]["connection_string_secret"]
-    return f"array:\n  - |\n    objectName: {name}\n    objectType: secret\n"
+def app_insights_objects(env: dict[str, Any]) -> dict[str, Any]:
+    """The Secrets Store CSI `objects` parameter and the synced Secret's data for the App Insights secrets."""
+    found = app_insights_secrets(env["app_insights"])
+    objects = "array:\n" + "".join(f"  - |\n    objectName: {vault}\n    objectType: secret\n" for _, _, vault in found)
+    return {"objects": objects, "data": [{"objectName": vault, "key": key} for _, key, vault in found]}

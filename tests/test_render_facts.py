@@ -8,6 +8,7 @@ replicas, PDBs, GPUs, retries, long names and every auth mode.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import warnings
 from dataclasses import dataclass
@@ -610,9 +611,21 @@ def test_app_insights_secret_comes_from_key_vault(lab: dict[str, dict[str, Any]]
     params = spc["spec"]["parameters"]
     assert spc["spec"]["provider"] == "azure"
     assert (params["keyvaultName"], params["usePodIdentity"]) == ("kv-ml-prod", "false")
-    assert yaml.safe_load(params["objects"]) == {"array": ["objectName: appinsights-connection-string\n"
+    assert yaml.safe_load(params["objects"]) == {"array": ["objectName: appinsights-instrumentation-key\n"
+                                                           "objectType: secret\n",
+                                                           "objectName: appinsights-connection-string\n"
                                                            "objectType: secret\n"]}
+    synced = spc["spec"]["secretObjects"][0]
+    assert synced["secretName"] == "sentiment-app-insights"
+    assert synced["data"] == [{"objectName": "appinsights-instrumentation-key", "key": "instrumentation-key"},
+                              {"objectName": "appinsights-connection-string", "key": "connection-string"}]
     dep = of_kind(in_env(lab, "prod"), "Deployment")["sentiment-blue"]
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][-1]["env"]}
+    assert env["AML_APP_INSIGHTS_ENABLED"]["value"] == "true"
+    assert env["AML_APP_INSIGHTS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "sentiment-app-insights",
+                                                                        "key": "instrumentation-key"}
+    assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sentiment-app-insights", "key": "connection-string"}
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["app-insights"]["csi"]["volumeAttributes"] == {"secretProviderClass": "sentiment-app-insights"}
 
@@ -756,16 +769,20 @@ def test_models_are_fetched_into_the_azureml_layout(output: Output) -> None:
         for version in spec["versions"]:
             dep = deployments[version["version_name"]]
             pod = dep["spec"]["template"]["spec"]
-            folders = [f"{MODELS_ROOT}/{m['name']}/{m['version']}" for m in version["models"]]
-            assert [c["args"] for c in pod["initContainers"]] == [[m["uri"], f] for m, f in
-                                                                  zip(version["models"], folders)]
-            for c in pod["initContainers"] + pod["containers"]:
+            models = version.get("models", [])
+            folders = [f"{MODELS_ROOT}/{m['name']}/{m['version']}" for m in models]
+            assert [c["args"] for c in pod.get("initContainers", [])] == [[m["uri"], f] for m, f in
+                                                                          zip(models, folders)]
+            for c in pod.get("initContainers", []) + pod["containers"]:
                 mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-                assert mounts[MODELS_ROOT] == "models"
+                assert mounts.get(MODELS_ROOT) == ("models" if models else None)
             variables = env_vars(scoring(dep))
-            wanted = folders[0] if len(folders) == 1 else MODELS_ROOT
-            assert variables["AZUREML_MODEL_DIR"] == wanted
-            assert variables["AZUREML_ENTRY_SCRIPT"] == version["inference_config"]["entry_script"]
+            wanted = None if not folders else folders[0] if len(folders) == 1 else MODELS_ROOT
+            assert variables.get("AZUREML_MODEL_DIR") == wanted
+            # the server loads AML_APP_ROOT joined with AZUREML_ENTRY_SCRIPT (tests/test_serving.py runs it)
+            config = version["inference_config"]
+            script = posixpath.join(config.get("source_directory", "/var/azureml-app"), config["entry_script"])
+            assert posixpath.join(variables["AML_APP_ROOT"], variables["AZUREML_ENTRY_SCRIPT"]) == script
             assert scoring(dep)["image"] == version["inference_config"]["image"]
             for name, value in version["inference_config"].get("environment_variables", {}).items():
                 assert variables[name] == value
@@ -846,7 +863,7 @@ def test_names_endpointgen_sets_are_refused_as_user_variables(tmp_path: Path) ->
             for version in spec["versions"]:
                 user |= set(version["inference_config"].get("environment_variables", {}))
         ours |= {e["name"] for e in scoring(dep)["env"]} - user
-    assert {"AZUREML_MODEL_DIR", "WORKER_COUNT", "MAX_CONCURRENT_REQUESTS"} <= ours
+    assert {"AZUREML_MODEL_DIR", "WORKER_COUNT", "SCORING_TIMEOUT_MS", "AML_APP_INSIGHTS_KEY"} <= ours
     root = copy_examples(tmp_path / "repo")
     for name in sorted(ours):
         config = {**version_spec("x")["inference_config"], "environment_variables": {name: "1"}}

@@ -1,0 +1,143 @@
+"""`endpointgen serve`: a version's scoring script under the real inference server, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from generator import serve as serve_module
+from generator.cli import cli
+from render_helpers import PROJECT
+
+SCRIPT = '''\
+import json, os
+
+def init():
+    global MODEL
+    MODEL = sorted(os.listdir(os.environ["AZUREML_MODEL_DIR"]))
+
+def run(raw):
+    return {"echo": json.loads(raw), "model_files": MODEL}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "generator", "--root", str(PROJECT), "serve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
+    """The output up to the line containing `marker` (or up to the end, when the process stops first)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            break
+    return "".join(seen)
+
+
+def sources(tmp_path: Path, script: str = SCRIPT) -> tuple[Path, Path]:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "score.py").write_text(script)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_text("w")
+    return source, model
+
+
+def test_serve_answers_curl_with_the_scripts_result_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    source, model = sources(tmp_path)
+    port = free_port()
+    process = serve("sentiment", "blue", "--env", "prod", "--source", str(source),
+                    "--model", f"sentiment-distilbert:7={model}", "--port", str(port))
+    try:
+        output = read_until(process, "Ctrl-C stops it")
+        assert f"serves at http://127.0.0.1:{port}/score" in output, output
+        assert f"curl -X POST http://127.0.0.1:{port}/score" in output
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=b'{"data": [1]}',
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert json.loads(response.read()) == {"echo": {"data": [1]}, "model_files": ["weights.bin"]}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "endpointgen: stopped" in (process.stdout.read() if process.stdout else "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_script_that_fails_to_load_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+    source, model = sources(tmp_path, "def init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    pass\n")
+    # dev: without App Insights (with it, the server waits 30 s to upload its logs before it exits)
+    process = serve("sentiment", "blue", "--env", "dev", "--source", str(source),
+                    "--model", f"sentiment-distilbert:7={model}", "--port", str(free_port()))
+    try:
+        output = read_until(process, "endpointgen: error")
+        assert process.wait(timeout=60) == 1
+        assert "no model here" in output  # the server's log streams through
+        assert "endpointgen: error: the inference server stopped (exit code 3) before it was ready" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_every_model_needs_a_folder(tmp_path: Path) -> None:
+    source, _ = sources(tmp_path)
+    result = CliRunner().invoke(cli, ["--root", str(PROJECT), "serve", "sentiment", "blue", "--env", "prod",
+                                      "--source", str(source)])
+    assert result.exit_code == 2
+    assert "--model sentiment-distilbert:7=DIR" in result.stderr
+
+
+def test_unknown_version_is_a_usage_error(tmp_path: Path) -> None:
+    source, _ = sources(tmp_path)
+    result = CliRunner().invoke(cli, ["--root", str(PROJECT), "serve", "sentiment", "purple", "--env", "prod",
+                                      "--source", str(source)])
+    assert result.exit_code == 2
+    assert "endpoint 'sentiment' has no version 'purple' (versions: blue, green)" in result.stderr
+
+
+def test_without_the_server_a_one_line_install_hint(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    source, model = sources(tmp_path)
+    monkeypatch.setattr(serve_module, "server_installed", lambda: False)
+    result = CliRunner().invoke(cli, ["--root", str(PROJECT), "serve", "sentiment", "blue", "--env", "prod",
+                                      "--source", str(source), "--model", f"sentiment-distilbert:7={model}"])
+    assert result.exit_code == 1
+    assert result.stderr == ("endpointgen: error: the Azure ML inference server is not installed; install it with "
+                             "`pip install -e '.[serve]'`\n")
+
+
+def test_secret_values_come_from_the_command_line_and_are_never_written(tmp_path: Path) -> None:
+    deployment, source_directory = serve_module.version_deployment(PROJECT, "prod", "sentiment", "blue")
+    source, model = sources(tmp_path)
+    pod = serve_module.lay_out(deployment, source_directory, tmp_path / "pod", source,
+                               {"sentiment-distilbert/7": model},
+                               {"AML_APP_INSIGHTS_KEY": "22222222-2222-4222-8222-222222222222"})
+    assert pod.env["AML_APP_INSIGHTS_KEY"] == "22222222-2222-4222-8222-222222222222"
+    assert pod.env["APPLICATIONINSIGHTS_CONNECTION_STRING"].endswith("IngestionEndpoint=http://127.0.0.1:9/")
+    assert pod.env["AML_APP_ROOT"] == str(tmp_path / "pod" / "var/azureml-app")
+    assert pod.env["AZUREML_ENTRY_SCRIPT"] == "src/score.py"
+    assert (tmp_path / "pod/var/azureml-app/src/score.py").resolve() == (source / "score.py").resolve()
+    assert (tmp_path / "pod/var/azureml-app/azureml-models/sentiment-distilbert/7").resolve() == model.resolve()
