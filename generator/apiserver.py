@@ -72,6 +72,8 @@ def object_rules(obj: Obj) -> Iterator[Violation]:
         yield from _service(spec)
     elif kind == "HorizontalPodAutoscaler":
         yield from _hpa(spec)
+    elif kind == "ScaledObject":
+        yield from _scaled_object(spec)
     elif kind == "PodDisruptionBudget":
         if ("minAvailable" in spec) == ("maxUnavailable" in spec):
             yield ("spec",), "exactly one of minAvailable and maxUnavailable must be set", "pdb-budget"
@@ -226,6 +228,20 @@ def _service(spec: Obj) -> Iterator[Violation]:
         yield ("spec", "ports"), "port names must be unique", "ports"
 
 
+# Kinds that own a Deployment's scale, and the target kind each assumes when scaleTargetRef names none.
+AUTOSCALERS = {"HorizontalPodAutoscaler": "", "ScaledObject": "Deployment"}
+
+
+def _scaled_object(spec: Obj) -> Iterator[Violation]:
+    low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        yield ("spec", "minReplicaCount"), f"minReplicaCount {low} exceeds maxReplicaCount {high}", "hpa-replicas"
+    behavior = mapping(mapping(spec.get("advanced")).get("horizontalPodAutoscalerConfig")).get("behavior")
+    for violation in _hpa({"minReplicas": max(low, 1) if isinstance(low, int) else low, "behavior": behavior}):
+        path, message, rule = violation
+        yield ("spec", "advanced", "horizontalPodAutoscalerConfig", *path[1:]), message, rule
+
+
 def _hpa(spec: Obj) -> Iterator[Violation]:
     low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
     if not isinstance(low, int) or low < 1:
@@ -245,17 +261,24 @@ def set_rules(objects: list[Obj]) -> Iterator[tuple[int, JsonPath, str, str]]:
     """Rules across objects: (index of the offending object, path, message, rule id)."""
     deployments = {(str(metadata_of(o).get("namespace")), str(metadata_of(o).get("name"))): i
                    for i, o in enumerate(objects) if o.get("kind") == "Deployment"}
+    scalers: dict[tuple[str, str], str] = {}
     for i, obj in enumerate(objects):
-        if obj.get("kind") != "HorizontalPodAutoscaler":
+        if obj.get("kind") not in AUTOSCALERS:
             continue
         target = mapping(mapping(obj.get("spec")).get("scaleTargetRef"))
         key = (str(metadata_of(obj).get("namespace")), str(target.get("name")))
-        if target.get("kind") == "Deployment" and key in deployments:
+        this = f"{obj.get('kind')} {metadata_of(obj).get('name')}"
+        if target.get("kind", AUTOSCALERS[obj["kind"]]) == "Deployment" and key in deployments:
             deployment = objects[deployments[key]]
             if "replicas" in mapping(deployment.get("spec")):
                 yield (deployments[key], ("spec", "replicas"),
-                       f"the HorizontalPodAutoscaler {metadata_of(obj).get('name')} manages the scale: leave "
-                       "spec.replicas out, or every Flux reconcile resets it", "no-replicas-under-hpa")
-        elif target.get("kind") == "Deployment":
+                       f"the {this} manages the scale: leave spec.replicas out, or every Flux reconcile resets it",
+                       "no-replicas-under-hpa")
+            if key in scalers:
+                yield (i, ("spec", "scaleTargetRef", "name"),
+                       f"Deployment {key[1]!r} is already scaled by the {scalers[key]}: two autoscalers fight",
+                       "one-autoscaler")
+            scalers.setdefault(key, this)
+        elif target.get("kind", AUTOSCALERS[obj["kind"]]) == "Deployment":
             yield i, ("spec", "scaleTargetRef", "name"), f"Deployment {target.get('name')!r} is not rendered", \
                 "hpa-target-exists"

@@ -152,9 +152,11 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
              engine: str, summary: bool, quiet: bool) -> None:
     """Validate the specs, then every rendered object: schemas, API-server rules and policies."""
     from .validation import validate_manifests
-    from .repository import load_repository
+    from .repository import cpu_autoscaling_warnings, load_repository
     ctx.meta["output"] = output
     root: Path = ctx.obj
+    for warning in cpu_autoscaling_warnings(root, envs):
+        click.echo(github_warning(warning) if output == "github" else warning, err=True)
     if specs_only:
         repo = load_repository(root, envs)
         if repo.problems:
@@ -178,6 +180,12 @@ def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: 
     if output in ("text", "github"):
         click.echo(f"ok: {report.endpoints} endpoint(s) in {report.environments} environment(s) are valid; "
                    f"{report.objects} rendered object(s) pass the schema, API-server and policy checks")
+
+
+def github_warning(line: str) -> str:
+    """`path: warning: message` as a GitHub Actions annotation."""
+    path, _, message = line.partition(": warning: ")
+    return f"::warning file={path}::{message}"
 
 
 def _print_clean(output: str, message: str) -> None:

@@ -39,6 +39,9 @@ ALLOWED_KINDS = {
     "Gateway": "networking.istio.io/v1",
     "VirtualService": "networking.istio.io/v1",
     "DestinationRule": "networking.istio.io/v1",
+    "Sidecar": "networking.istio.io/v1",
+    "ScaledObject": "keda.sh/v1alpha1",
+    "TriggerAuthentication": "keda.sh/v1alpha1",
     "PeerAuthentication": "security.istio.io/v1",
     "RequestAuthentication": "security.istio.io/v1",
     "AuthorizationPolicy": "security.istio.io/v1",
@@ -214,6 +217,9 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
         manifests.append(_manifest(f"{base}/namespaces/{name}", "namespace.yaml.j2", None, source, env=view, ns=ns))
         manifests.append(_manifest(f"{base}/namespaces/{name}", "peerauthentication.yaml.j2", name, source,
                                    env=view, ns=ns))
+        if view["prometheus"] and view["prometheus"]["auth"] == "azure-workload":
+            manifests.append(_manifest(f"{base}/namespaces/{name}", "triggerauthentication.yaml.j2", name, source,
+                                       env=view, ns=ns))
         if view["network_policy"]["enabled"]:
             manifests.append(_manifest(f"{base}/namespaces/{name}", "networkpolicy.yaml.j2", name, source,
                                        env=view, ns=ns, scoring_port=SCORING_PORT))
@@ -322,6 +328,9 @@ def version_templates(version: dict[str, Any]) -> Iterator[str]:
     yield "deployment.yaml.j2"
     yield "service.yaml.j2"
     yield "destinationrule.yaml.j2"
+    yield "sidecar.yaml.j2"
+    if version["scaled_object"]:
+        yield "scaledobject.yaml.j2"
     if version["autoscale"]:
         yield "horizontalpodautoscaler.yaml.j2"
     if version["pdb"]:

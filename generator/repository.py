@@ -108,3 +108,13 @@ def load_endpoint(repo: Repository, env: Environment | None, path: Path) -> None
     if not problems:
         repo.endpoints.append(endpoint)
 
+
+
+def cpu_autoscaling_warnings(root: Path, requested: Sequence[str] = ()) -> list[str]:
+    """One line per environment whose autoscaled versions fall back to CPU (no autoscaling.prometheus)."""
+    warnings = []
+    for name, (env, _) in load_environments(root, requested).items():
+        if env is not None and "prometheus" not in env.settings.get("autoscaling", {}):
+            warnings.append(f"{env.doc.display}: warning: no autoscaling.prometheus, so autoscaled versions scale on "
+                            "CPU utilization, not AksEndpoint's rule (requests in flight per replica)")
+    return warnings

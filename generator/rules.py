@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from .defaults import AUTOSCALE_SETTINGS
+from .autoscaling import AZURE_MONITOR_SUFFIX
 from .model import Endpoint, Environment
 from .policy import POLICIES
 from .problems import Problem
@@ -299,6 +300,28 @@ def environment_problems(env: Environment) -> Iterator[Problem]:
         if name in defaults and (Decimal(str(defaults[name])) * 1000) % 1 != 0:
             yield env.doc.problem(("defaults", name),
                                   f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
+    yield from prometheus_settings_consistent(env)
+
+
+def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:
+    """KEDA must be able to reach and authenticate to the Prometheus the environment names."""
+    prometheus = env.settings.get("autoscaling", {}).get("prometheus")
+    if prometheus is None:
+        return
+    path = ("autoscaling", "prometheus")
+    address, auth = prometheus["server_address"], prometheus.get("auth", "none")
+    host = address.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    if host.endswith(AZURE_MONITOR_SUFFIX) and auth != "azure-workload":
+        yield env.doc.problem((*path, "auth") if "auth" in prometheus else (*path, "server_address"),
+                              "Azure Monitor managed Prometheus takes Azure AD tokens only: set auth: azure-workload")
+    if auth == "azure-workload" and not address.startswith("https://"):
+        yield env.doc.problem((*path, "server_address"), "workload identity tokens are sent over https only")
+    if "identity_id" in prometheus and auth != "azure-workload":
+        yield env.doc.problem((*path, "identity_id"), "identity_id is used with auth: azure-workload only")
+    window = prometheus.get("rate_window", "1m")
+    if int(window[:-1]) * (60 if window.endswith("m") else 1) < 30:
+        yield env.doc.problem((*path, "rate_window"), f"{window} is too short for rate(): use at least two scrape "
+                                                      "intervals (30s at the very least; 1m with a 30s scrape)")
 
 
 def colliding_objects(endpoints: list[Endpoint]) -> Iterator[Problem]:

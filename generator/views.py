@@ -12,6 +12,7 @@ import posixpath
 from decimal import Decimal
 from typing import Any
 
+from .autoscaling import busy_threshold, in_flight_query, prometheus_view, queue_length, threshold_text
 from .model import Endpoint, Environment, Version
 from .traffic import route_weights
 
@@ -45,6 +46,7 @@ def environment_view(env: Environment) -> dict[str, Any]:
                               "control_plane_namespaces": ["aks-istio-system"], "metrics_namespaces": ["kube-system"],
                               "allow_same_namespace": True, **settings.get("network_policy", {})}
     view["network_policy"]["ports"] = SIDECAR_PORTS
+    view["prometheus"] = prometheus_view(settings)
     token = settings.get("token_auth")
     if token is not None:
         view["token_auth"] = {**token, "jwks_uri": token.get("jwks_uri") or azure_ad_jwks_uri(token["issuer"])}
@@ -142,12 +144,29 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "resources": resources(s),
         "gpu": s["gpu_cores"] > 0,
         "num_replicas": None if s["autoscale_enabled"] else s["num_replicas"],
-        "autoscale": s["autoscale_enabled"],
+        "autoscale": s["autoscale_enabled"] and env["prometheus"] is None,  # the CPU fallback
+        "scaled_object": scaled_object_view(ep, v, object_name, env["prometheus"]) if s["autoscale_enabled"] else None,
+        "inbound": {"max_concurrent": s["replica_max_concurrent_requests"],
+                    "queue": queue_length(s["replica_max_concurrent_requests"], s["max_request_wait_time"],
+                                          s["scoring_timeout_ms"])},
         "pdb": min_replicas >= 2,
         "termination_grace_seconds": max(30, math.ceil(s["scoring_timeout_ms"] / 1000) + 5),
         "readiness_period_seconds": s["period_seconds"],
         "timeout": istio_duration(s["scoring_timeout_ms"]),
         "retries": retries(s.get("scoring_retries", 0)),
+    }
+
+
+def scaled_object_view(ep: Endpoint, v: Version, workload: str, prometheus: dict[str, Any] | None
+                       ) -> dict[str, Any] | None:
+    """The KEDA trigger of an autoscaled version: in-flight requests against the busy threshold."""
+    if prometheus is None:
+        return None
+    s = v.settings
+    return {
+        "query": in_flight_query(workload, ep.namespace, prometheus["rate_window"]),
+        "threshold": threshold_text(busy_threshold(s["replica_max_concurrent_requests"],
+                                                   s["autoscale_target_utilization"])),
     }
 
 

@@ -168,7 +168,7 @@ def test_rule_triggers(build: Callable[[], Obj], change: Callable[[Obj], None],
 
 
 def test_every_rule_has_a_case() -> None:
-    cross = {"no-replicas-under-hpa", "hpa-target-exists"}  # tested with set_rules below
+    cross = {"no-replicas-under-hpa", "hpa-target-exists", "one-autoscaler"}  # set_rules: below, test_autoscaling
     assert {rule for case in OBJECT_CASES for _, rule in case[3]} | cross == yielded_rule_ids(apiserver)
 
 

@@ -205,12 +205,12 @@ def test_diff_describes_the_change_then_shows_the_manifest_diff(base: Path, run_
     assert sorted(line[len("+++ b/"):] for line in lines if line.startswith("+++ ")) == [
         "rendered/prod/endpoints/sentiment/deployment-sentiment-blue.yaml",
         "rendered/prod/endpoints/sentiment/deployment-sentiment-green.yaml",
-        "rendered/prod/endpoints/sentiment/horizontalpodautoscaler-sentiment-blue.yaml",
+        "rendered/prod/endpoints/sentiment/scaledobject-sentiment-blue.yaml",
         "rendered/prod/endpoints/sentiment/virtualservice-sentiment.yaml",
     ]
     changes = [line for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert f'-          image: "{PROD_IMAGE}:1.4.2"' in changes and f'+          image: "{PROD_IMAGE}:1.4.3"' in changes
-    assert "-  maxReplicas: 8" in changes and "+  maxReplicas: 10" in changes
+    assert "-  maxReplicaCount: 8" in changes and "+  maxReplicaCount: 10" in changes
     assert ["-          weight: 90", "+          weight: 80", "-          weight: 10", "+          weight: 20"] == [
         line for line in changes if "weight:" in line]
 

@@ -44,6 +44,9 @@ PLAINTEXT_KEY = "Zm9vYmFyLXBsYWludGV4dC1zY29yaW5nLWtleQ"
 def build_lab(root: Path) -> Path:
     """The examples plus synthetic endpoints in both environments."""
     copy_examples(root)
+    # prod without Prometheus settings: its autoscaled versions fall back to the CPU HPA; dev keeps KEDA.
+    env_file = root / "environments" / "prod" / "environment.yaml"
+    env_file.write_text(re.sub(r"(?ms)^autoscaling:.*?\n(?=\S)", "", env_file.read_text()))
     # The Microsoft example: a (default) 20, b 10 -> a 90, b 10. b opts into retries and a short timeout.
     write_endpoint(root, "prod", "traffic-lab", [
         version_spec("ver-a", is_default=True, traffic_percentile=20),
@@ -326,22 +329,30 @@ def test_replicas_autoscaler_and_pdb(output: Output) -> None:
     for (env, endpoint), spec in endpoint_specs(root, files).items():
         scoped = in_env(objects, env)
         hpas, pdbs = of_kind(scoped, "HorizontalPodAutoscaler"), of_kind(scoped, "PodDisruptionBudget")
+        scaled = of_kind(scoped, "ScaledObject")
         for version in spec["versions"]:
             name = f"{endpoint}-{version['version_name']}"
             dep = of_kind(scoped, "Deployment")[name]
             fixed = version.get("num_replicas")
             if fixed is not None:
                 assert dep["spec"]["replicas"] == fixed, name
-                assert name not in hpas, f"{name} has fixed replicas and an HPA"
+                assert name not in hpas and name not in scaled, f"{name} has fixed replicas and an autoscaler"
                 low = fixed
             else:
                 assert "replicas" not in dep["spec"], f"{name}: spec.replicas set although an HPA scales it"
                 low = effective_version(root, env, version, "autoscale_min_replicas", 1)
                 high = effective_version(root, env, version, "autoscale_max_replicas", 10)
-                hpa = hpas[name]["spec"]
-                assert (hpa["minReplicas"], hpa["maxReplicas"]) == (low, high) and low <= high
-                target = hpa["metrics"][0]["resource"]["target"]["averageUtilization"]
-                assert target == effective_version(root, env, version, "autoscale_target_utilization", 70)
+                target = effective_version(root, env, version, "autoscale_target_utilization", 70)
+                assert (name in hpas) != (name in scaled), f"{name}: one autoscaler, KEDA's or the CPU HPA"
+                if name in scaled:  # requests in flight against replica_max_concurrent_requests x target
+                    so = scaled[name]["spec"]
+                    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (low, high) and low <= high
+                    workers = effective_version(root, env, version, "replica_max_concurrent_requests", 1)
+                    assert Decimal(so["triggers"][0]["metadata"]["threshold"]) == Decimal(workers) * target / 100
+                else:
+                    hpa = hpas[name]["spec"]
+                    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (low, high) and low <= high
+                    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == target
             assert (name in pdbs) == (low >= 2), f"{name}: minimum {low} replicas, PDB present: {name in pdbs}"
 
 
@@ -664,7 +675,7 @@ def test_namespaces_carry_the_istio_revision(output: Output) -> None:
         assert strict == set(namespaces)
 
 
-PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
+PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy", "TriggerAuthentication"}
 
 
 def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> None:

@@ -377,9 +377,10 @@ def test_kubectl_kustomize_builds_each_flux_kustomization_path(root: Path, env: 
     assert len(seen) == len(set(seen)) == len(everything)  # no object in two Flux Kustomizations, none left out
     assert set(seen) == set(everything)
     platform = {identity(o) for o in kustomize(root / paths[0])}
-    assert {kind for kind, _, _ in platform} == {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
-    assert not [i for i in seen if i not in platform and i[0] in ("Gateway", "Namespace", "PeerAuthentication",
-                                                                 "NetworkPolicy")]
+    platform_kinds = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
+    keda_auth = "auth: azure-workload" in (root / "environments" / env / "environment.yaml").read_text()
+    assert {kind for kind, _, _ in platform} == platform_kinds | ({"TriggerAuthentication"} if keda_auth else set())
+    assert not [i for i in seen if i not in platform and i[0] in platform_kinds | {"TriggerAuthentication"}]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -1,0 +1,190 @@
+"""Issue 12: KEDA on requests in flight (AksEndpoint's rule), the CPU fallback, and limits at each replica."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from render_helpers import PROJECT, copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, \
+    write_endpoint
+
+EVERY_FIELD = PROJECT / "tests" / "fixtures" / "every-field"
+
+
+def write_environment(root: Path, env: str, change: dict[str, Any], drop: tuple[str, ...] = ()) -> Path:
+    path = root / "environments" / env / "environment.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(change)
+    for key in drop:
+        data.pop(key, None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def settings_of(root: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(env, namespace, deployment name) -> the version's effective settings, from endpointgen's own loader."""
+    from generator.repository import load_repository
+    repo = load_repository(root)
+    assert repo.problems == []
+    return {(ep.env.name, ep.namespace, f"{ep.name}-{v.name}"): v.settings for ep in repo.endpoints for v in ep.versions}
+
+
+@pytest.mark.parametrize("root", [PROJECT, EVERY_FIELD], ids=["examples", "every-field"])
+def test_each_autoscaled_version_has_one_scaled_object_on_in_flight_requests(root: Path) -> None:
+    objects = manifests(rendered_files(root))
+    envs = {rel.split("/")[1] for rel in objects if rel.startswith("rendered/")}
+    scaled = 0
+    for (env, namespace, name), s in settings_of(root).items():
+        if env not in envs:
+            continue
+        in_env = {rel: o for rel, o in objects.items() if rel.startswith(f"rendered/{env}/")}
+        deployment = of_kind(in_env, "Deployment")[name]
+        settings = yaml.safe_load((root / "environments" / env / "environment.yaml").read_text())
+        prometheus = settings.get("autoscaling", {}).get("prometheus")
+        if prometheus is None:  # the CPU fallback (every-field's lab-cpu)
+            assert name not in of_kind(in_env, "ScaledObject")
+            assert (name in of_kind(in_env, "HorizontalPodAutoscaler")) == s["autoscale_enabled"]
+            continue
+        assert name not in of_kind(in_env, "HorizontalPodAutoscaler")  # KEDA owns the HPA; no second one
+        if not s["autoscale_enabled"]:
+            assert name not in of_kind(in_env, "ScaledObject")
+            assert deployment["spec"]["replicas"] == s["num_replicas"]
+            continue
+        scaled += 1
+        assert "replicas" not in deployment["spec"]
+        so = of_kind(in_env, "ScaledObject")[name]["spec"]
+        assert so["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert (so["minReplicaCount"], so["maxReplicaCount"]) == (s["autoscale_min_replicas"],
+                                                                  s["autoscale_max_replicas"])
+        assert so["pollingInterval"] == s["autoscale_refresh_seconds"]
+        [trigger] = so["triggers"]
+        assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
+        meta = trigger["metadata"]
+        assert meta["serverAddress"] == prometheus["server_address"]
+        threshold = Decimal(s["replica_max_concurrent_requests"]) * s["autoscale_target_utilization"] / 100
+        assert Decimal(meta["threshold"]) == threshold
+        assert f'destination_workload="{name}"' in meta["query"]
+        assert f'destination_workload_namespace="{namespace}"' in meta["query"]
+        assert 'reporter="destination"' in meta["query"]
+        assert f"[{prometheus.get('rate_window', '1m')}]" in meta["query"]
+        if prometheus.get("auth") == "azure-workload":
+            auth = trigger["authenticationRef"]["name"]
+            ta = of_kind({r: o for r, o in in_env.items() if o["metadata"].get("namespace") == namespace},
+                         "TriggerAuthentication")[auth]
+            assert ta["spec"]["podIdentity"]["provider"] == "azure-workload"
+            assert ta["spec"]["podIdentity"].get("identityId") == prometheus.get("identity_id")
+        else:
+            assert "authenticationRef" not in trigger
+            assert of_kind(in_env, "TriggerAuthentication") == {}
+    assert scaled >= 2
+
+
+def test_without_prometheus_autoscaling_falls_back_to_cpu_with_a_warning(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    write_environment(root, "dev", {}, drop=("autoscaling",))
+    objects = manifests(rendered_files(root))
+    dev = {rel: o for rel, o in objects.items() if rel.startswith("rendered/dev/")}
+    prod = {rel: o for rel, o in objects.items() if rel.startswith("rendered/prod/")}
+    assert of_kind(dev, "ScaledObject") == {} and of_kind(dev, "TriggerAuthentication") == {}
+    hpa = of_kind(dev, "HorizontalPodAutoscaler")["sentiment-blue"]
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert of_kind(prod, "HorizontalPodAutoscaler") == {}
+    result = run_cli(root, "validate", "--specs-only")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "environments/dev/environment.yaml: warning: no autoscaling.prometheus, so autoscaled versions scale on "
+        "CPU utilization, not AksEndpoint's rule (requests in flight per replica)"]
+    github = run_cli(root, "validate", "--specs-only", "--output", "github")
+    assert github.stderr.startswith("::warning file=environments/dev/environment.yaml::no autoscaling.prometheus")
+    assert run_cli(root, "validate", "--specs-only", "--env", "prod").stderr == ""
+
+
+@pytest.mark.parametrize("prometheus, field, message", [
+    ({"server_address": "https://amw-x.westeurope.prometheus.monitor.azure.com"}, "server_address",
+     "Azure Monitor managed Prometheus takes Azure AD tokens only"),
+    ({"server_address": "http://prometheus.monitoring:9090", "auth": "azure-workload"}, "server_address",
+     "workload identity tokens are sent over https only"),
+    ({"server_address": "http://prometheus.monitoring:9090", "identity_id": "9f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c"},
+     "identity_id", "identity_id is used with auth: azure-workload only"),
+    ({"server_address": "http://prometheus.monitoring:9090", "rate_window": "15s"}, "rate_window",
+     "15s is too short for rate()"),
+    ({"server_address": "prometheus:9090"}, "server_address", "expected an http(s) URL"),
+    ({"server_address": "http://p:9090", "auth": "basic"}, "auth", "auth"),
+])
+def test_bad_prometheus_settings_name_file_line_and_field(tmp_path: Path, prometheus: dict[str, Any], field: str,
+                                                          message: str) -> None:
+    root = copy_examples(tmp_path / "repo")
+    path = write_environment(root, "dev", {"autoscaling": {"prometheus": prometheus}})
+    result = run_cli(root, "validate", "--specs-only", "--env", "dev")
+    assert result.exit_code == 1
+    lines = path.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.strip().startswith(f"{field}:"))
+    [problem] = [p for p in result.stderr.splitlines() if p.startswith("environments/")]
+    assert problem.startswith(f"environments/dev/environment.yaml:{line}:")
+    assert f"autoscaling.prometheus.{field}" in problem
+    assert message in problem
+
+
+# --- limits at each replica -----------------------------------------------------------------------------
+
+
+def expected_queue(max_concurrent: int, wait_ms: int, timeout_ms: int) -> int:
+    """Requests that can start within wait_ms when every call ahead runs to timeout_ms; at least one."""
+    starts_in_time = 0
+    while (starts_in_time + 1) * timeout_ms <= wait_ms * max_concurrent:
+        starts_in_time += 1
+    return max(1, starts_in_time)
+
+
+@pytest.mark.parametrize("root", [PROJECT, EVERY_FIELD], ids=["examples", "every-field"])
+def test_each_version_has_a_sidecar_limiting_its_own_pods(root: Path) -> None:
+    objects = manifests(rendered_files(root))
+    versions = settings_of(root)
+    sidecars = 0
+    for (env, namespace, name), s in versions.items():
+        in_env = {rel: o for rel, o in objects.items() if rel.startswith(f"rendered/{env}/")}
+        sidecar = of_kind(in_env, "Sidecar")[name]
+        assert sidecar["metadata"]["namespace"] == namespace
+        selector = sidecar["spec"]["workloadSelector"]["labels"]
+        for other in of_kind(in_env, "Deployment").values():
+            labels = other["spec"]["template"]["metadata"]["labels"]
+            matches = all(labels.get(k) == v for k, v in selector.items())
+            assert matches == (other["metadata"]["name"] == name and other["metadata"]["namespace"] == namespace)
+        pool = sidecar["spec"]["inboundConnectionPool"]
+        workers = s["replica_max_concurrent_requests"]
+        assert pool["tcp"]["maxConnections"] == pool["http"]["http2MaxRequests"] == workers
+        assert pool["http"]["http1MaxPendingRequests"] == expected_queue(workers, s["max_request_wait_time"],
+                                                                         s["scoring_timeout_ms"])
+        assert "egress" not in sidecar["spec"] and "ingress" not in sidecar["spec"]  # the mesh's defaults stay
+        sidecars += 1
+    assert sidecars == len(versions)
+
+
+def test_queue_length_follows_the_wait_time(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    write_endpoint(root, "dev", "queue-lab", [
+        version_spec("fast", replica_max_concurrent_requests=4, max_request_wait_time=2000, scoring_timeout_ms=1000),
+        version_spec("slow", replica_max_concurrent_requests=2, max_request_wait_time=500, traffic_percentile=10),
+    ], auth_enabled=False)
+    sidecars = of_kind(manifests(rendered_files(root, ["dev"])), "Sidecar")
+    assert sidecars["queue-lab-fast"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 8
+    assert sidecars["queue-lab-slow"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 1
+    assert expected_queue(4, 2000, 1000) == 8 == math.floor(4 * 2000 / 1000)
+
+
+def test_two_autoscalers_on_one_deployment_are_refused() -> None:
+    from generator.apiserver import set_rules
+    deployment = {"kind": "Deployment", "metadata": {"name": "a-b", "namespace": "n"}, "spec": {}}
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "a-b", "namespace": "n"},
+           "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a-b"}}}
+    scaled = {"kind": "ScaledObject", "metadata": {"name": "a-b", "namespace": "n"},
+              "spec": {"scaleTargetRef": {"name": "a-b"}}}
+    found = list(set_rules([deployment, hpa, scaled]))
+    assert [(i, rule) for i, _, _, rule in found] == [(2, "one-autoscaler")]
+    with_replicas = {**deployment, "spec": {"replicas": 2}}
+    assert [rule for _, _, _, rule in set_rules([with_replicas, scaled])] == ["no-replicas-under-hpa"]
