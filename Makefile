@@ -10,7 +10,7 @@ ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
 CRD_SCHEMAS ?=
 SCHEMA_FLAGS := $(foreach s,$(CRD_SCHEMAS),--schema-location $(s))
 
-.PHONY: install validate render check test golden checkov crds clean help
+.PHONY: install validate render check test tools golden checkov crds clean help
 
 help:
 	@echo "make install   create .venv and install endpointgen with its test extras"
@@ -44,8 +44,16 @@ check: $(STAMP)
 golden: $(STAMP)
 	ENDPOINTGEN_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/pytest -q
+
+# Tools the tests run besides the Python packages: promtool (Debian package prometheus) evaluates the
+# autoscaling PromQL. Installed with apt when missing and root, else named.
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "make test needs promtool: install the Debian package prometheus (or a Prometheus release)" >&2; exit 2; fi; }
 
 # checkov, the Kubernetes policy suite, in a venv of its own (its pins are not ours), on the committed output
 # and on a temporary render of tests/fixtures/every-field (one run each: checkov 3.3 given two --directory

@@ -57,3 +57,15 @@ def queue_length(max_concurrent: int, max_wait_ms: int, scoring_timeout_ms: int)
 def threshold_text(value: Decimal) -> str:
     """KEDA takes the threshold as a string: '0.7', '2'."""
     return f"{value:f}"
+
+
+def inbound_limits(settings: dict[str, Any]) -> dict[str, int]:
+    """The version's Sidecar inboundConnectionPool: N requests in the server, the queue, Envoy's pending limit.
+
+    Envoy counts a request waiting for a new connection to the server in its pending queue too, and the
+    server's sync workers close the connection after each response, so the pending limit is the N requests
+    on their way to the workers plus the queue (a burst of N + queue is admitted; beyond it, 503).
+    """
+    workers = settings["replica_max_concurrent_requests"]
+    queue = queue_length(workers, settings["max_request_wait_time"], settings["scoring_timeout_ms"])
+    return {"max_concurrent": workers, "queue": queue, "pending": workers + queue}

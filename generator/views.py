@@ -12,7 +12,7 @@ import posixpath
 from decimal import Decimal
 from typing import Any
 
-from .autoscaling import busy_threshold, in_flight_query, prometheus_view, queue_length, threshold_text
+from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
 from .model import Endpoint, Environment, Version
 from .traffic import route_weights
 
@@ -146,9 +146,7 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "num_replicas": None if s["autoscale_enabled"] else s["num_replicas"],
         "autoscale": s["autoscale_enabled"] and env["prometheus"] is None,  # the CPU fallback
         "scaled_object": scaled_object_view(ep, v, object_name, env["prometheus"]) if s["autoscale_enabled"] else None,
-        "inbound": {"max_concurrent": s["replica_max_concurrent_requests"],
-                    "queue": queue_length(s["replica_max_concurrent_requests"], s["max_request_wait_time"],
-                                          s["scoring_timeout_ms"])},
+        "inbound": inbound_limits(s),
         "pdb": min_replicas >= 2,
         "termination_grace_seconds": max(30, math.ceil(s["scoring_timeout_ms"] / 1000) + 5),
         "readiness_period_seconds": s["period_seconds"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -158,8 +159,12 @@ def test_each_version_has_a_sidecar_limiting_its_own_pods(root: Path) -> None:
         pool = sidecar["spec"]["inboundConnectionPool"]
         workers = s["replica_max_concurrent_requests"]
         assert pool["tcp"]["maxConnections"] == pool["http"]["http2MaxRequests"] == workers
-        assert pool["http"]["http1MaxPendingRequests"] == expected_queue(workers, s["max_request_wait_time"],
-                                                                         s["scoring_timeout_ms"])
+        # Envoy's pending queue also holds the requests waiting for their connection to a worker
+        assert pool["http"]["http1MaxPendingRequests"] == workers + expected_queue(
+            workers, s["max_request_wait_time"], s["scoring_timeout_ms"])
+        # one Envoy worker thread, so the limits are not split between threads
+        pod = of_kind(in_env, "Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
+        assert json.loads(pod["proxy.istio.io/config"]) == {"concurrency": 1}
         assert "egress" not in sidecar["spec"] and "ingress" not in sidecar["spec"]  # the mesh's defaults stay
         sidecars += 1
     assert sidecars == len(versions)
@@ -172,8 +177,8 @@ def test_queue_length_follows_the_wait_time(tmp_path: Path) -> None:
         version_spec("slow", replica_max_concurrent_requests=2, max_request_wait_time=500, traffic_percentile=10),
     ], auth_enabled=False)
     sidecars = of_kind(manifests(rendered_files(root, ["dev"])), "Sidecar")
-    assert sidecars["queue-lab-fast"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 8
-    assert sidecars["queue-lab-slow"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 1
+    assert sidecars["queue-lab-fast"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 4 + 8
+    assert sidecars["queue-lab-slow"]["spec"]["inboundConnectionPool"]["http"]["http1MaxPendingRequests"] == 2 + 1
     assert expected_queue(4, 2000, 1000) == 8 == math.floor(4 * 2000 / 1000)
 
 
