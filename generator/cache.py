@@ -151,4 +151,4 @@ def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
 def summary(ep: Endpoint) -> dict[str, Any]:
     """What the other endpoints of an environment need to know of this one without loading it."""
     return {"spec": spec_digest(ep.doc.path), "namespace": ep.namespace,
-            "objects": sorted(f"{ep.name}-{v.name}" for v in ep.versions)}
+            "objects": sorted(f"{ep.name}-{v.name}" for v in ep.versions), "keys": ep.key_refs}

@@ -547,6 +547,24 @@ def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, sou
     ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))
 
 
+@cli.command("mesh-config")
+@click.option("--env", required=True, metavar="ENV")
+@click.pass_context
+@reports_errors
+def mesh_config_command(ctx: click.Context, env: str) -> None:
+    """Print the `mesh` snippet that registers the key-auth provider, for a team that manages the AKS add-on's
+    istio-shared-configmap-<revision> itself (key_auth.mesh_config: snippet)."""
+    from .keyauth import authorizer_view
+    from .repository import load_environments
+    from .views import environment_view
+    loaded, problems = load_environments(ctx.obj, [env])[env]
+    if loaded is None:
+        raise ProblemsFound(problems)
+    view = authorizer_view(environment_view(loaded), [])
+    click.echo(f"# add to the `mesh` key of ConfigMap {view['mesh_namespace']}/{view['mesh_configmap']}")
+    click.echo(view["mesh"], nl=False)
+
+
 @cli.command("vendor-schemas")
 @click.option("--from", "location", required=True, metavar="LOCATION",
               help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "

@@ -70,6 +70,12 @@ class Endpoint:
     def namespace(self) -> str:
         return self.settings["namespace"]  # type: ignore[no-any-return]
 
+    @property
+    def key_refs(self) -> dict[str, Any] | None:
+        """The Key Vault and secret names of the scoring keys (None without key auth)."""
+        from .keyauth import key_references
+        return key_references(self.name, self.settings, self.env.settings)
+
     def problem(self, path: FieldPath, message: str) -> Problem:
         """A problem at a field of the spec (or its nearest parent)."""
         return self.doc.problem(path, message)

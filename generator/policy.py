@@ -46,8 +46,12 @@ def object_policies(obj: Obj, rendered_text: str | None = None) -> Iterator[Viol
     `rendered_text` is the object as endpointgen itself dumped it (block style, nothing escaped but control
     characters), which lets the secret scan skip objects faster; never pass text read from a file.
     """
-    if obj.get("kind") == "Secret" or "data" in obj or "stringData" in obj:
+    kind = obj.get("kind")
+    if kind == "Secret" or "stringData" in obj or ("data" in obj and kind != "ConfigMap"):
         yield (), "Secrets (and data/stringData) never go into git; use Key Vault", "no-secret-material"
+    if kind == "ConfigMap" and "binaryData" in obj:
+        yield ("binaryData",), "binaryData cannot be reviewed for secrets; keep configuration as text", \
+            "no-secret-material"
     yield from _secret_values(obj, (), rendered_text)
     if obj.get("kind") == "Deployment":
         pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}

@@ -24,12 +24,14 @@ from .model import Endpoint, Environment
 if TYPE_CHECKING:
     import jinja2
 from .problems import EndpointgenError
+from .keyauth import KEYS_ROOT, authorizer_view
 from .views import SCORING_PORT, endpoint_view, environment_view
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 ALLOWED_KINDS = {
     "Namespace": "v1",
+    "ConfigMap": "v1",
     "ServiceAccount": "v1",
     "Service": "v1",
     "Deployment": "apps/v1",
@@ -223,6 +225,32 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
         if view["network_policy"]["enabled"]:
             manifests.append(_manifest(f"{base}/namespaces/{name}", "networkpolicy.yaml.j2", name, source,
                                        env=view, ns=ns, scoring_port=SCORING_PORT))
+    keyed = [(ep.name, ep.namespace, ep.key_refs) for ep in endpoints if ep.key_refs]
+    if keyed:
+        manifests += render_authorizer(env, view, keyed)
+    return manifests
+
+
+def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[str, str, Any]]) -> list[Manifest]:
+    """rendered/<env>/platform/key-auth: the OPA-Envoy authorizer of keyed endpoints and its mesh registration."""
+    authz = authorizer_view(view, keyed)
+    folder, source, ns = f"{RENDERED_DIR}/{env.name}/{PLATFORM}/key-auth", env.doc.display, authz["namespace"]
+    labels = {"app.kubernetes.io/name": authz["name"], "app.kubernetes.io/part-of": "endpointgen",
+              "app.kubernetes.io/managed-by": "endpointgen"}
+    selector = {"app.kubernetes.io/name": authz["name"]}
+    context = {"env": view, "authz": authz, "labels": labels, "selector": selector,
+               "pod_labels": {**labels, "azure.workload.identity/use": "true"}, "keys_root": KEYS_ROOT,
+               "container_security": CONTAINER_SECURITY}
+    namespace = {"name": ns, "pod_security_enforce": "restricted" if view["istio"]["cni"] else "privileged"}
+    manifests = [_manifest(folder, "namespace.yaml.j2", None, source, env=view, ns=namespace),
+                 _manifest(folder, "peerauthentication.yaml.j2", ns, source, env=view, ns=namespace)]
+    manifests += [_manifest(folder, f"keyauth-{kind}.yaml.j2", ns, source, **context)
+                  for kind in ("serviceaccount", "configmap", "deployment", "service", "poddisruptionbudget",
+                               "networkpolicy")]
+    manifests += [_manifest(folder, "keyauth-secretproviderclass.yaml.j2", ns, source, vault=vault, **context)
+                  for vault in authz["vaults"]]
+    if authz["mesh_config"] == "render":
+        manifests.append(_manifest(folder, "mesh-configmap.yaml.j2", authz["mesh_namespace"], source, **context))
     return manifests
 
 
@@ -301,6 +329,9 @@ class HasNamespace(Protocol):
 
     @property
     def namespace(self) -> str: ...
+
+    @property
+    def key_refs(self) -> dict[str, Any] | None: ...
 
 
 CONTAINER_SECURITY = {

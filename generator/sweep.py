@@ -41,6 +41,11 @@ class Outcome:
         assert self.summary is not None
         return str(self.summary["namespace"])
 
+    @property
+    def key_refs(self) -> dict[str, Any] | None:
+        assert self.summary is not None
+        return self.summary.get("keys")
+
 
 @dataclass
 class Sweep:

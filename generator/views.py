@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
+from .keyauth import key_references
 from .model import Endpoint, Environment, Version
 from .traffic import route_weights
 
@@ -85,14 +86,7 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "endpointgen.io/traffic": json.dumps({v.name: w for v, w in zip(ep.versions, weights)}, sort_keys=True),
         **metadata_annotations(settings),
     }
-    keys = None
-    if settings["auth_enabled"]:
-        given = settings.get("auth_keys", {})
-        keys = {
-            "key_vault": given.get("key_vault") or env["key_vault"]["name"],
-            "primary_key_secret": given.get("primary_key_secret", f"{ep.name}-primary-key"),
-            "secondary_key_secret": given.get("secondary_key_secret"),
-        }
+    keys = key_references(ep.name, settings, env)
     app_insights_secret = app_insights_secret_name(ep) if settings["enable_app_insights"] else None
     return {
         "name": ep.name,

@@ -151,8 +151,9 @@ def allowed_sources(policy: dict[str, Any]) -> dict[str, set[int]]:
 
 def test_each_endpoint_namespace_has_a_policy_selecting_exactly_its_scoring_pods() -> None:
     objects = manifests(rendered_files(PROJECT))
-    policies = of_kind(objects, "NetworkPolicy")
-    deployments = of_kind(objects, "Deployment")
+    policies = {n: p for n, p in of_kind(objects, "NetworkPolicy").items() if n == "endpointgen-scoring"}
+    deployments = {n: d for n, d in of_kind(objects, "Deployment").items()
+                   if "endpointgen.io/endpoint" in d["metadata"]["labels"]}  # not the key-auth authorizer
     namespaces = {d["metadata"]["namespace"] for d in deployments.values()}
     assert {p["metadata"]["namespace"] for p in policies.values()} == namespaces
     assert len(policies) == len(namespaces)
@@ -167,10 +168,10 @@ def test_each_endpoint_namespace_has_a_policy_selecting_exactly_its_scoring_pods
 
 def test_default_sources_are_gateway_own_namespace_control_plane_and_metrics() -> None:
     objects = manifests(rendered_files(PROJECT))
-    for policy in of_kind(objects, "NetworkPolicy").values():
+    for policy in (p for n, p in of_kind(objects, "NetworkPolicy").items() if n == "endpointgen-scoring"):
         scoring_port = 5001
         container_ports = {p["containerPort"] for d in of_kind(objects, "Deployment").values()
-                           for p in scoring(d)["ports"]}
+                           if "endpointgen.io/endpoint" in d["metadata"]["labels"] for p in scoring(d)["ports"]}
         assert container_ports == {scoring_port}
         assert allowed_sources(policy) == {
             "aks-istio-ingress": {scoring_port},
@@ -185,7 +186,7 @@ def test_sources_come_from_the_environment(tmp_path: Path) -> None:
     write_environment(root, "dev", {"network_policy": {
         "ingress_namespaces": ["aks-istio-ingress", "edge-gateways"], "control_plane_namespaces": [],
         "metrics_namespaces": ["monitoring"], "allow_same_namespace": False}})
-    policy = next(iter(of_kind(manifests(rendered_files(root, ["dev"])), "NetworkPolicy").values()))
+    policy = of_kind(manifests(rendered_files(root, ["dev"])), "NetworkPolicy")["endpointgen-scoring"]
     assert allowed_sources(policy) == {"aks-istio-ingress": {5001}, "edge-gateways": {5001},
                                        "monitoring": {15020, 15090}}
 
@@ -194,8 +195,8 @@ def test_network_policy_can_be_turned_off(tmp_path: Path) -> None:
     root = copy_examples(tmp_path / "repo")
     write_environment(root, "dev", {"network_policy": {"enabled": False}})
     files = rendered_files(root, ["dev"])
-    assert of_kind(manifests(files), "NetworkPolicy") == {}
-    assert not any("networkpolicy" in rel for rel in files)
+    assert "endpointgen-scoring" not in of_kind(manifests(files), "NetworkPolicy")
+    assert not any("networkpolicy-endpointgen-scoring" in rel for rel in files)
 
 
 @pytest.mark.parametrize("setting, token, message", [

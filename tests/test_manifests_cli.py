@@ -307,7 +307,7 @@ def test_skip_a_kind(rendered_repo: Path) -> None:
     _unknown_deployment_field(rendered_repo)
     count = len(object_files(rendered_repo, "dev"))
     deployments = sum("/deployment-" in rel for rel in object_files(rendered_repo, "dev"))
-    assert deployments == 3
+    assert deployments == 4  # three versions and the key-auth authorizer
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment", "--summary")
     assert result.exit_code == 0, result.stderr
     # the HPAs still find their (skipped) Deployments: skipping a kind does not make it disappear
@@ -320,7 +320,7 @@ def test_skip_accepts_a_comma_separated_list(rendered_repo: Path) -> None:
     assert validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment").exit_code == 1
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--skip", "Deployment,VirtualService", "--summary")
     assert result.exit_code == 0, result.stderr
-    assert "skipped: 5," in result.stdout
+    assert "skipped: 6," in result.stdout  # 4 Deployments (3 versions, the authorizer) and 2 VirtualServices
 
 
 def test_skipped_service_is_still_a_route_destination(rendered_repo: Path) -> None:
@@ -650,7 +650,7 @@ def test_summary_counts(rendered_repo: Path) -> None:
     _waive(rendered_repo, "image-pinned")
     files = object_files(rendered_repo, "dev")
     services = sum("/service-" in rel for rel in files)
-    assert services == 3
+    assert services == 4  # three versions and the key-auth authorizer
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--summary", "--skip", "Service")
     assert result.exit_code == 1
     # blue: quantities (invalid) + image-pinned (waived); the VirtualService: an unknown field (invalid)

@@ -163,7 +163,7 @@ def expected_shares(versions: list[dict[str, Any]]) -> dict[str, Decimal]:
 
 def deployments_by_version(objects: dict[str, dict[str, Any]], env: str, endpoint: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["labels"]["endpointgen.io/version"]: o for o in in_env(objects, env).values()
-            if o["kind"] == "Deployment" and o["metadata"]["labels"]["endpointgen.io/endpoint"] == endpoint}
+            if o["kind"] == "Deployment" and o["metadata"]["labels"].get("endpointgen.io/endpoint") == endpoint}
 
 
 def scoring(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -294,10 +294,10 @@ def test_auth_policies_select_the_endpoint_pods(output: Output) -> None:
         selected = {o["metadata"]["labels"]["endpointgen.io/version"] for o in in_env(objects, env).values()
                     if o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns
                     and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()
-                    and o["metadata"]["labels"]["endpointgen.io/endpoint"] == endpoint}
+                    and o["metadata"]["labels"].get("endpointgen.io/endpoint") == endpoint}
         others = [o["metadata"]["name"] for o in in_env(objects, env).values()
                   if o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns
-                  and o["metadata"]["labels"]["endpointgen.io/endpoint"] != endpoint
+                  and o["metadata"]["labels"].get("endpointgen.io/endpoint") != endpoint
                   and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()]
         assert own and selected == own and not others, f"{rel} selects {selected} of {own}, and {others}"
 
@@ -599,7 +599,7 @@ def test_no_secret_material_anywhere(output: Output) -> None:
               if o["kind"] == "SecretProviderClass" for s in o["spec"].get("secretObjects", [])}
     for rel, obj in objects.items():
         assert obj["kind"] != "Secret", rel
-        assert "data" not in obj and "stringData" not in obj, rel
+        assert "stringData" not in obj and ("data" not in obj or obj["kind"] == "ConfigMap"), rel
         for path, value in walk(obj):
             if path and path[-1] in ("primary_key", "secondary_key", "primaryKey", "secondaryKey"):
                 pytest.fail(f"{rel}: key field at {path}")
@@ -670,8 +670,8 @@ def test_namespaces_carry_the_istio_revision(output: Output) -> None:
         used = {o["metadata"]["namespace"] for o in scoped.values()
                 if o["kind"] in ("Deployment", "VirtualService", "Service")}
         assert used <= set(namespaces), f"{env}: namespaces {used - set(namespaces)} are used but not rendered"
-        strict = {o["metadata"]["namespace"] for o in of_kind(scoped, "PeerAuthentication").values()
-                  if o["spec"]["mtls"]["mode"] == "STRICT"}
+        strict = {o["metadata"]["namespace"] for o in scoped.values()  # each is named `default`
+                  if o["kind"] == "PeerAuthentication" and o["spec"]["mtls"]["mode"] == "STRICT"}
         assert strict == set(namespaces)
 
 
@@ -689,9 +689,9 @@ def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> No
         for rel, obj in in_env(objects, env).items():
             if rel.startswith("clusters/"):
                 assert obj["kind"] == "Kustomization", rel
-            elif obj["kind"] in PLATFORM_KINDS:
+            elif obj["kind"] in PLATFORM_KINDS or rel.startswith(f"rendered/{env}/platform/key-auth/"):
                 assert rel.startswith(f"rendered/{env}/platform/"), rel
-                if obj["kind"] != "Gateway":
+                if obj["kind"] != "Gateway" and "/key-auth/" not in rel:
                     ns = obj["metadata"].get("namespace") or obj["metadata"]["name"]
                     assert rel.startswith(f"rendered/{env}/platform/namespaces/{ns}/"), rel
             else:
@@ -755,6 +755,7 @@ def test_every_file_has_the_generated_header(output: Output) -> None:
 
 
 def test_containers_run_restricted(output: Output) -> None:
+    with_init = 0
     for name, dep in of_kind(output.objects, "Deployment").items():
         pod = dep["spec"]["template"]["spec"]
         pod_sc = pod["securityContext"]
@@ -762,7 +763,7 @@ def test_containers_run_restricted(output: Output) -> None:
         assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
         assert pod["automountServiceAccountToken"] is False
         containers = pod["containers"] + pod.get("initContainers", [])
-        assert len(containers) >= 2, name
+        with_init += bool(pod.get("initContainers"))
         for c in containers:
             sc = c["securityContext"]
             where = f"{name}/{c['name']}"
@@ -771,6 +772,7 @@ def test_containers_run_restricted(output: Output) -> None:
             assert sc.get("runAsNonRoot", pod_sc["runAsNonRoot"]) is True, where
             assert sc.get("seccompProfile", pod_sc["seccompProfile"]) == {"type": "RuntimeDefault"}, where
             assert not sc.get("privileged"), where
+    assert with_init, "no Deployment with init containers: the loop above never checked one"
 
 
 def test_models_are_fetched_into_the_azureml_layout(output: Output) -> None:
@@ -868,6 +870,8 @@ def test_names_endpointgen_sets_are_refused_as_user_variables(tmp_path: Path) ->
     objects = manifests(rendered_files(PROJECT))
     ours = set()
     for dep in of_kind(objects, "Deployment").values():
+        if "endpointgen.io/endpoint" not in dep["metadata"]["labels"]:
+            continue  # the key-auth authorizer
         user = set()
         for spec_file in (PROJECT / "environments").glob("*/endpoints/*.yaml"):
             spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))

@@ -1,0 +1,258 @@
+"""Key auth end to end, offline: the rendered authorizer, and its policy evaluated by a real Rego engine (regopy).
+
+The policy and its data come from the rendered objects: policy.rego and data.json from the authorizer's
+ConfigMap, and the keys from the files the Secrets Store CSI driver would write for the rendered
+SecretProviderClasses (each object at `<mount>/<objectAlias>`), loaded the way `opa run --watch ... apikeys:/keys`
+loads a folder: every directory below the root is a level of data.apikeys, a YAML file's content its value.
+Requests are shaped as OPA-Envoy builds its input from Envoy's ext_authz CheckRequest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from regopy import Interpreter
+
+from render_helpers import copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, write_endpoint
+
+KEYS = {  # (vault, namespace, endpoint, slot) -> the value in Key Vault; never in git, only in this test
+    ("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa",
+    ("kv-ml-prod", "ml-endpoints", "sentiment", "secondary"): "mlk_Sentiment1Secondary1bbbbbbbbbbbbb",
+    ("kv-fraud-keys", "fraud-ml", "fraud", "primary"): "mlk_Fraud2Primary2ccccccccccccccccccc",
+}
+DENIED = {"allowed": False, "http_status": 401, "headers": {"www-authenticate": "Bearer"}, "body": ""}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """prod's examples plus a keyed endpoint with keys in another Key Vault and namespace; its rendered objects."""
+    root = copy_examples(tmp_path_factory.mktemp("keyauth") / "repo")
+    write_endpoint(root, "prod", "fraud", [version_spec("gbm-v1")], namespace="fraud-ml",
+                   auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
+    objects = manifests(rendered_files(root, ["prod"]))
+    return {"root": root, "objects": objects}
+
+
+def platform(lab: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return of_kind({r: o for r, o in lab["objects"].items() if "/platform/key-auth/" in r}, kind)
+
+
+def csi_files(lab: dict[str, Any], root: Path, keys: dict[tuple[str, str, str, str], str]) -> None:
+    """Write what the CSI driver would: each SecretProviderClass object at <mount>/<objectAlias>."""
+    deployment = platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for volume in deployment["volumes"]:
+        if "csi" not in volume:
+            continue
+        spc = platform(lab, "SecretProviderClass")[volume["csi"]["volumeAttributes"]["secretProviderClass"]]
+        vault = spc["spec"]["parameters"]["keyvaultName"]
+        for item in yaml.safe_load(spc["spec"]["parameters"]["objects"])["array"]:
+            entry = yaml.safe_load(item)
+            namespace, endpoint, slot, _ = entry["objectAlias"].split("/")
+            value = keys.get((vault, namespace, endpoint, slot))
+            if value is not None:  # a secret missing from Key Vault: the driver writes no file
+                path = root / mounts[volume["name"]].lstrip("/") / entry["objectAlias"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(value)
+
+
+def opa_data(lab: dict[str, Any], root: Path) -> dict[str, Any]:
+    """What the authorizer's arguments load: /policy (data.json at the root) and apikeys:/keys (by folder)."""
+    container = platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]["containers"][0]
+    prefix, _, keys_root = next(a for a in container["args"] if a.startswith("apikeys:")).partition(":")
+    configmap = platform(lab, "ConfigMap")["endpointgen-key-auth"]
+    data: dict[str, Any] = json.loads(configmap["data"]["data.json"])
+    tree: dict[str, Any] = {}
+    for path in sorted((root / keys_root.lstrip("/")).rglob("*.yaml")):
+        *folders, _ = path.relative_to(root / keys_root.lstrip("/")).parts
+        node = tree
+        for folder in folders[:-1]:
+            node = node.setdefault(folder, {})
+        node[folders[-1]] = yaml.safe_load(path.read_text())
+    data[prefix] = tree
+    return data
+
+
+def decide(lab: dict[str, Any], data: dict[str, Any], principal: str | None, authorization: str | None
+           ) -> dict[str, Any]:
+    """OPA-Envoy's decision for a request to the workload `principal` with that Authorization header."""
+    headers = {":method": "POST", ":path": "/score", ":authority": "ml.contoso.com", "content-type": "application/json",
+               "x-forwarded-proto": "https"}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    attributes: dict[str, Any] = {
+        "source": {"address": {"socketAddress": {"address": "10.244.1.23", "portValue": 51234}},
+                   "principal": "spiffe://cluster.local/ns/aks-istio-ingress/sa/aks-istio-ingressgateway-external"},
+        "destination": {"address": {"socketAddress": {"address": "10.244.2.7", "portValue": 5001}}},
+        "request": {"http": {"id": "9187", "method": "POST", "headers": headers, "path": "/score",
+                             "host": "ml.contoso.com", "scheme": "https", "protocol": "HTTP/1.1"}},
+        "metadataContext": {},
+    }
+    if principal is not None:
+        attributes["destination"]["principal"] = principal
+    rego = Interpreter()
+    rego.add_module("policy.rego", platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["policy.rego"])
+    rego.add_data(data)
+    rego.set_input({"attributes": attributes, "parsed_path": ["score"], "parsed_query": {}, "parsed_body": None,
+                    "version": {"encoding": "protojson", "ext_authz": "v3"}})
+    out = rego.query("decision := data.envoy.authz.allow")
+    assert out.ok(), str(out)
+    return out[0]["decision"]  # type: ignore[no-any-return]
+
+
+SENTIMENT = "spiffe://cluster.local/ns/ml-endpoints/sa/sentiment"
+FRAUD = "spiffe://cluster.local/ns/fraud-ml/sa/fraud"
+PRIMARY = KEYS[("kv-ml-prod", "ml-endpoints", "sentiment", "primary")]
+SECONDARY = KEYS[("kv-ml-prod", "ml-endpoints", "sentiment", "secondary")]
+FRAUD_KEY = KEYS[("kv-fraud-keys", "fraud-ml", "fraud", "primary")]
+
+
+@pytest.mark.parametrize("principal, authorization, allowed", [
+    (SENTIMENT, f"Bearer {PRIMARY}", True),
+    (SENTIMENT, f"Bearer {SECONDARY}", True),
+    (SENTIMENT, f"bearer {PRIMARY}", True),  # the scheme is case-insensitive (RFC 7235)
+    (FRAUD, f"Bearer {FRAUD_KEY}", True),  # another Key Vault, another namespace
+    (SENTIMENT, None, False),  # no header
+    (SENTIMENT, f"Basic {PRIMARY}", False),  # another scheme
+    (SENTIMENT, PRIMARY, False),  # no scheme
+    (SENTIMENT, "Bearer ", False),  # an empty key
+    (SENTIMENT, "Bearer", False),
+    (SENTIMENT, f"Bearer {FRAUD_KEY}", False),  # another endpoint's key
+    (FRAUD, f"Bearer {PRIMARY}", False),
+    (SENTIMENT, "Bearer mlk_Sentiment0Primary0aaaaaaaaaaaaaab", False),  # a wrong key
+    (SENTIMENT, f"Bearer {PRIMARY[:-1]}", False),  # a prefix of the key
+    (SENTIMENT, f"Bearer {PRIMARY}x", False),
+    (SENTIMENT, f"Bearer  {PRIMARY}", False),  # two spaces: not the key
+    (SENTIMENT, f"Bearer {PRIMARY} {PRIMARY}", False),
+    (None, f"Bearer {PRIMARY}", False),  # no workload identity (not mTLS): the endpoint is unknown
+    ("spiffe://evil.example/ns/ml-endpoints/sa/sentiment", f"Bearer {PRIMARY}", False),  # another trust domain
+    ("spiffe://cluster.local/ns/ml-endpoints/sa/sentiment/x", f"Bearer {PRIMARY}", False),
+    ("spiffe://cluster.local/ns/ml-endpoints/sa/image-classifier", f"Bearer {PRIMARY}", False),
+])
+def test_the_decision(lab: dict[str, Any], tmp_path: Path, principal: str | None, authorization: str | None,
+                      allowed: bool) -> None:
+    csi_files(lab, tmp_path, KEYS)
+    decision = decide(lab, opa_data(lab, tmp_path), principal, authorization)
+    if allowed:
+        assert decision == {"allowed": True, "headers": {}, "request_headers_to_remove": ["authorization"]}
+    else:
+        assert decision == DENIED  # 401, and nothing says why
+
+
+def test_rotation_old_key_refused_once_its_file_changes(lab: dict[str, Any], tmp_path: Path) -> None:
+    csi_files(lab, tmp_path, KEYS)
+    assert decide(lab, opa_data(lab, tmp_path), SENTIMENT, f"Bearer {PRIMARY}")["allowed"] is True
+    rotated = {**KEYS, ("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"}
+    csi_files(lab, tmp_path, rotated)  # Key Vault's new version, written by the driver's rotation
+    data = opa_data(lab, tmp_path)  # what opa run --watch reloads
+    assert decide(lab, data, SENTIMENT, f"Bearer {PRIMARY}") == DENIED
+    assert decide(lab, data, SENTIMENT, "Bearer mlk_Rotated9Primary9zzzzzzzzzzzzzzz")["allowed"] is True
+    assert decide(lab, data, SENTIMENT, f"Bearer {SECONDARY}")["allowed"] is True  # clients move one at a time
+
+
+def test_a_short_or_non_string_key_never_matches(lab: dict[str, Any], tmp_path: Path) -> None:
+    """Fail closed: a key YAML reads as a number, or one shorter than 16 characters, is never accepted."""
+    weak = {("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "12345678901234567890",
+            ("kv-ml-prod", "ml-endpoints", "sentiment", "secondary"): "short"}
+    csi_files(lab, tmp_path, weak)
+    data = opa_data(lab, tmp_path)
+    assert decide(lab, data, SENTIMENT, "Bearer 12345678901234567890") == DENIED
+    assert decide(lab, data, SENTIMENT, "Bearer short") == DENIED
+
+
+def test_keys_are_compared_in_constant_time_and_never_printed(lab: dict[str, Any]) -> None:
+    policy = platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["policy.rego"]
+    assert "crypto.hmac.equal(crypto.sha256(key), crypto.sha256(candidate))" in policy
+    assert "print(" not in policy and "trace(" not in policy
+    assert "candidate == " not in policy and "key == " not in policy
+    config = yaml.safe_load(platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["config.yaml"])
+    assert config["decision_logs"] == {"console": False}  # decision logs would hold the Authorization header
+
+
+def test_the_provider_is_registered_and_served(lab: dict[str, Any]) -> None:
+    objects = lab["objects"]
+    policies = [p for p in of_kind(objects, "AuthorizationPolicy").values() if p["spec"]["action"] == "CUSTOM"]
+    assert {p["metadata"]["name"] for p in policies} == {"sentiment-require-key", "fraud-require-key"}
+    mesh = platform(lab, "ConfigMap")["istio-shared-configmap-asm-1-25"]
+    assert mesh["metadata"]["namespace"] == "aks-istio-system"
+    [provider] = yaml.safe_load(mesh["data"]["mesh"])["extensionProviders"]
+    assert {p["spec"]["provider"]["name"] for p in policies} == {provider["name"]}
+    grpc = provider["envoyExtAuthzGrpc"]
+    assert grpc["failOpen"] is False
+    service = platform(lab, "Service")["endpointgen-key-auth"]
+    assert grpc["service"] == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert grpc["port"] == service["spec"]["ports"][0]["port"]
+    deployment = platform(lab, "Deployment")["endpointgen-key-auth"]
+    pod = deployment["spec"]["template"]
+    assert all(pod["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "openpolicyagent/opa:1.0.0-envoy"  # the maintainers' OPA-Envoy image
+    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
+    assert deployment["spec"]["replicas"] >= 2
+    pdb = platform(lab, "PodDisruptionBudget")["endpointgen-key-auth"]
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health?plugins"
+    assert "--addr=localhost:8181" in container["args"]  # the REST API (which could read the keys) stays local
+    assert container["resources"]["limits"]["memory"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+
+
+def test_each_key_vault_gets_a_volume_with_only_secret_names(lab: dict[str, Any]) -> None:
+    spcs = platform(lab, "SecretProviderClass")
+    assert {s["spec"]["parameters"]["keyvaultName"] for s in spcs.values()} == {"kv-ml-prod", "kv-fraud-keys"}
+    names = {yaml.safe_load(i)["objectName"] for s in spcs.values()
+             for i in yaml.safe_load(s["spec"]["parameters"]["objects"])["array"]}
+    assert names == {"sentiment-primary-key", "sentiment-secondary-key", "fraud-key-1"}
+    text = json.dumps(lab["objects"])
+    assert not any(value in text for value in KEYS.values())
+
+
+def test_network_policy_admits_only_endpoint_namespaces_to_the_authorizer(lab: dict[str, Any]) -> None:
+    policy = platform(lab, "NetworkPolicy")["endpointgen-key-auth"]
+    grpc = policy["spec"]["ingress"][0]
+    assert [p["port"] for p in grpc["ports"]] == [9191]
+    sources = {f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for f in grpc["from"]}
+    assert sources == {"ml-endpoints", "fraud-ml"}
+
+
+def test_snippet_mode_renders_no_mesh_configmap_and_prints_the_snippet(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    path = root / "environments" / "prod" / "environment.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["key_auth"] = {"mesh_config": "snippet"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    objects = manifests(rendered_files(root, ["prod"]))
+    assert "istio-shared-configmap-asm-1-25" not in of_kind(objects, "ConfigMap")
+    assert "endpointgen-key-auth" in of_kind(objects, "Deployment")
+    result = run_cli(root, "mesh-config", "--env", "prod")
+    assert result.exit_code == 0
+    snippet = yaml.safe_load(result.stdout)
+    assert snippet["extensionProviders"][0]["name"] == "endpointgen-key-auth"
+
+
+def test_no_keyed_endpoint_no_authorizer(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    spec = root / "environments" / "prod" / "endpoints" / "sentiment.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["auth_enabled"] = False
+    data.pop("auth_keys")
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    files = rendered_files(root, ["prod"])
+    assert not any("/key-auth/" in rel for rel in files)
+
+
+def test_the_authorizer_namespace_is_not_an_endpoint_namespace(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    write_endpoint(root, "prod", "squatter", [version_spec("v-one")], namespace="endpointgen-auth",
+                   auth_enabled=False)
+    result = run_cli(root, "validate", "--specs-only", "--env", "prod")
+    assert result.exit_code == 1
+    assert "namespace 'endpointgen-auth' belongs to the cluster or the platform" in result.stderr
