@@ -213,7 +213,7 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
     if view["gateway"]["create"]:
         manifests.append(_manifest(f"{base}/gateway", "gateway.yaml.j2", view["gateway"]["namespace"], source,
                                    env=view))
-    enforce = "restricted" if view["istio"]["cni"] else "privileged"
+    enforce = pod_security_level(view)
     for name in sorted({ep.namespace for ep in endpoints}):
         ns = {"name": name, "pod_security_enforce": enforce}
         manifests.append(_manifest(f"{base}/namespaces/{name}", "namespace.yaml.j2", None, source, env=view, ns=ns))
@@ -231,6 +231,11 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
     return manifests
 
 
+def pod_security_level(view: dict[str, Any]) -> str:
+    """Namespaces enforce "restricted" only with the Istio CNI: without it istio-init needs NET_ADMIN."""
+    return "restricted" if view["istio"]["cni"] else "privileged"
+
+
 def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[str, str, Any]]) -> list[Manifest]:
     """rendered/<env>/platform/key-auth: the OPA-Envoy authorizer of keyed endpoints and its mesh registration."""
     authz = authorizer_view(view, keyed)
@@ -241,7 +246,7 @@ def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[
     context = {"env": view, "authz": authz, "labels": labels, "selector": selector,
                "pod_labels": {**labels, "azure.workload.identity/use": "true"}, "keys_root": KEYS_ROOT,
                "container_security": CONTAINER_SECURITY}
-    namespace = {"name": ns, "pod_security_enforce": "restricted" if view["istio"]["cni"] else "privileged"}
+    namespace = {"name": ns, "pod_security_enforce": pod_security_level(view)}
     manifests = [_manifest(folder, "namespace.yaml.j2", None, source, env=view, ns=namespace),
                  _manifest(folder, "peerauthentication.yaml.j2", ns, source, env=view, ns=namespace)]
     manifests += [_manifest(folder, f"keyauth-{kind}.yaml.j2", ns, source, **context)
@@ -362,7 +367,7 @@ def version_templates(version: dict[str, Any]) -> Iterator[str]:
     yield "sidecar.yaml.j2"
     if version["scaled_object"]:
         yield "scaledobject.yaml.j2"
-    if version["autoscale"]:
+    if version["cpu_hpa"]:
         yield "horizontalpodautoscaler.yaml.j2"
     if version["pdb"]:
         yield "poddisruptionbudget.yaml.j2"

@@ -138,7 +138,7 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "resources": resources(s),
         "gpu": s["gpu_cores"] > 0,
         "num_replicas": None if s["autoscale_enabled"] else s["num_replicas"],
-        "autoscale": s["autoscale_enabled"] and env["prometheus"] is None,  # the CPU fallback
+        "cpu_hpa": s["autoscale_enabled"] and env["prometheus"] is None,  # the fallback without Prometheus
         "scaled_object": scaled_object_view(ep, v, object_name, env["prometheus"]) if s["autoscale_enabled"] else None,
         "inbound": inbound_limits(s),
         "pdb": min_replicas >= 2,

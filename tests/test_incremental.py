@@ -20,6 +20,10 @@ def move_namespace(spec: dict[str, Any]) -> None:
     spec["namespace"] = "ml-reviews"
 
 
+def rename_key_secret(spec: dict[str, Any]) -> None:
+    spec["auth_keys"]["secondary_key_secret"] = "sentiment-key-2026"
+
+
 def full_render(tmp: Path, repo: Path) -> dict[str, bytes]:
     fresh = tmp / "fresh"
     shutil.copytree(repo / "environments", fresh / "environments")
@@ -27,7 +31,7 @@ def full_render(tmp: Path, repo: Path) -> dict[str, bytes]:
     return {rel: content for rel, content in snapshot(fresh).items() if not rel.startswith(".endpointgen-cache")}
 
 
-@pytest.mark.parametrize("change", ["edit", "new-namespace", "delete", "add"])
+@pytest.mark.parametrize("change", ["edit", "new-namespace", "delete", "add", "key-secret"])
 def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     repo = copy_examples(tmp_path / "repo")
     assert run_cli(repo, "render").exit_code == 0
@@ -36,6 +40,8 @@ def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: py
         edit_spec(repo, "prod", "sentiment", bump_traffic)
     elif change == "new-namespace":
         edit_spec(repo, "prod", "sentiment", move_namespace)
+    elif change == "key-secret":  # the platform's key-auth SecretProviderClass must follow a spec change
+        edit_spec(repo, "prod", "sentiment", rename_key_secret)
     elif change == "delete":
         (specs / "image-classifier.yaml").unlink()
     else:
