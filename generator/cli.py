@@ -547,6 +547,37 @@ def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, sou
     ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))
 
 
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--env", required=True, metavar="ENV")
+@click.option("--name", default=None, metavar="ENDPOINT", help="The endpoint (required with deployment configs).")
+@click.option("--image", "images", multiple=True, metavar="VERSION=IMAGE",
+              help="The image a version runs (repeatable; every version needs one: v1 built them).")
+@click.option("--model-uri", "model_uris", multiple=True, metavar="NAME:VERSION=URI",
+              help="Where the model loader finds a model (default: azureml://models/NAME/versions/VERSION).")
+@click.option("--dry-run", is_flag=True, help="Print the spec instead of writing it.")
+@click.option("--force", is_flag=True, help="Replace an existing spec.")
+@click.pass_context
+@reports_errors
+def import_command(ctx: click.Context, files: tuple[Path, ...], env: str, name: str | None, images: tuple[str, ...],
+                   model_uris: tuple[str, ...], dry_run: bool, force: bool) -> None:
+    """Migrate from Azure ML SDK v1: a spec from AksEndpoint.serialize()/service JSON or deployment configs."""
+    from .edit import parse_pair
+    from .importer import import_endpoint, write
+    select_environments(ctx.obj, [env])
+    imported = import_endpoint(ctx.obj, env, list(files), name, dict(parse_pair(i, "--image") for i in images),
+                               dict(parse_pair(m, "--model-uri") for m in model_uris), force)
+    write(ctx.obj, env, imported, dry_run)
+    for warning in imported.warnings:
+        click.echo(f"endpointgen: warning: {warning}", err=True)
+    for note in imported.key_notes:
+        click.echo(f"endpointgen: keys: {note}", err=True)
+    if dry_run:
+        click.echo(imported.text, nl=False)
+    else:
+        _edited(ctx.obj, imported.path)
+
+
 @cli.command("mesh-config")
 @click.option("--env", required=True, metavar="ENV")
 @click.pass_context

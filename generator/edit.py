@@ -143,14 +143,19 @@ class EditRefused(ProblemsFound):
     summary = "the edit was not written; lines refer to the spec as it would have been"
 
 
-def save(root: Path, env: str, path: Path, text: str) -> None:
-    """Write `text` atomically, unless it brings a problem into the environment (in any of its files)."""
+def check_edit(root: Path, env: str, path: Path, text: str) -> None:
+    """EditRefused when `text` at `path` would bring a problem into the environment (in any of its files)."""
     known = {(p.path, p.field, p.message) for p in load_repository(root, [env]).problems}
     after = load_repository(root, [env], overrides={path: text}).problems
     mine = display_path(path, root)
     new = [p for p in after if p.path == mine or (p.path, p.field, p.message) not in known]
     if new:
         raise EditRefused(new)
+
+
+def save(root: Path, env: str, path: Path, text: str) -> None:
+    """Write `text` atomically, unless it brings a problem into the environment (in any of its files)."""
+    check_edit(root, env, path, text)
     write_atomic(path, text)
 
 
