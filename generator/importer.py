@@ -152,6 +152,15 @@ def version_fields(v: Mapping[str, Any], warnings: list[str], where: str) -> dic
     return fields
 
 
+def metadata(source: Mapping[str, Any]) -> dict[str, Any]:
+    """description, tags (`tags`, or the service JSON's `kvTags`) and properties, where set."""
+    tags = source.get("tags") if source.get("tags") is not None else source.get("kvTags")
+    found: dict[str, Any] = {"description": source.get("description"),
+                             "tags": {str(k): str(t) for k, t in (tags or {}).items()},
+                             "properties": {str(k): str(p) for k, p in (source.get("properties") or {}).items()}}
+    return {key: value for key, value in found.items() if value}
+
+
 def script_location(entry: str | None, source_dir: str | None, env_vars: Mapping[str, str]) -> tuple[str, str] | None:
     """(source_directory inside the image, entry_script relative to it), as v1 laid the app out.
 
@@ -230,13 +239,7 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
     spec["name"] = name
     if endpoint.get("namespace"):
         spec["namespace"] = endpoint["namespace"]
-    if endpoint.get("description"):
-        spec["description"] = endpoint["description"]
-    tags = endpoint.get("tags") if endpoint.get("tags") is not None else endpoint.get("kvTags")
-    if tags:
-        spec["tags"] = {str(k): str(t) for k, t in tags.items()}
-    if endpoint.get("properties"):
-        spec["properties"] = {str(k): str(p) for k, p in endpoint["properties"].items()}
+    spec.update(metadata(endpoint))
     token = bool(endpoint.get("aadAuthEnabled") or endpoint.get("tokenAuthEnabled"))
     if endpoint.get("aadAuthEnabled") is not None and endpoint.get("tokenAuthEnabled") is not None \
             and bool(endpoint["aadAuthEnabled"]) != bool(endpoint["tokenAuthEnabled"]):
@@ -254,13 +257,7 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
         fields = version_fields(v, warnings, where)
         item = CommentedMap()
         item["version_name"] = version
-        if v.get("description"):  # v1 gave each version the endpoint's, unless create_version set its own
-            item["description"] = v["description"]
-        version_tags = v.get("tags") if v.get("tags") is not None else v.get("kvTags")
-        if version_tags:
-            item["tags"] = {str(k): str(t) for k, t in version_tags.items()}
-        if v.get("properties"):
-            item["properties"] = {str(k): str(p) for k, p in v["properties"].items()}
+        item.update(metadata(v))  # v1 gave each version the endpoint's, unless create_version set its own
         if v.get("isDefault"):
             item["is_default"] = True
         if v.get("versionType", v.get("type")) == "Control" or v.get("isControlVersionType"):
