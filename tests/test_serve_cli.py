@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from generator import serve as serve_module
 from generator.cli import cli
-from render_helpers import PROJECT
+from render_helpers import PROJECT, free_port
 
 SCRIPT = '''\
 import json, os
@@ -28,12 +27,6 @@ def init():
 def run(raw):
     return {"echo": json.loads(raw), "model_files": MODEL}
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(*args: str) -> subprocess.Popen[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -32,7 +31,9 @@ from typing import Any
 import pytest
 
 from generator.serve import Pod, lay_out, model_destinations, scoring_container, start, stop, wait_until_ready
-from render_helpers import PROJECT, copy_examples, manifests, of_kind, rendered_files, version_spec, write_endpoint
+from render_helpers import (
+    PROJECT, copy_examples, free_port, manifests, of_kind, rendered_files, version_spec, write_endpoint,
+)
 
 INSTRUMENTATION_KEY = "11111111-2222-4333-8444-555555555555"
 SCORE_PY = '''\
@@ -70,12 +71,6 @@ def run(raw):
         "scoring_timeout_ms": config.scoring_timeout,
     }
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Ingestion(http.server.ThreadingHTTPServer):
