@@ -19,7 +19,7 @@ GRPC_PORT = 9191
 DIAGNOSTIC_PORT = 8282
 KEYS_ROOT = "/keys"
 POLICY = Path(__file__).with_name("keyauth.rego")
-DEFAULTS = {"namespace": "endpointgen-auth", "image": "openpolicyagent/opa:1.0.0-envoy", "replicas": 2,
+DEFAULTS = {"namespace": "endpointgen-auth", "image": "openpolicyagent/opa:1.9.0-envoy-6-static", "replicas": 2,
             "trust_domain": "cluster.local"}
 MESH_NAMESPACE = "aks-istio-system"
 
