@@ -13,6 +13,7 @@ from decimal import Decimal, localcontext
 
 from .defaults import AUTOSCALE_SETTINGS
 from .autoscaling import AZURE_MONITOR_SUFFIX
+from .keyauth import DEFAULTS as AUTHORIZER_DEFAULTS
 from .model import Endpoint, Environment
 from .policy import POLICIES
 from .problems import Problem
@@ -68,7 +69,8 @@ def namespace_is_not_a_system_one(ep: Endpoint) -> Iterator[Problem]:
     ns = ep.namespace
     gateway_ns = ep.env.settings["istio"].get("gateway", {}).get("namespace", "aks-istio-ingress")
     flux_ns = ep.env.settings.get("flux", {}).get("namespace", "flux-system")
-    authorizer_ns = ep.env.settings.get("key_auth", {}).get("authorizer", {}).get("namespace", "endpointgen-auth")
+    authorizer_ns = ep.env.settings.get("key_auth", {}).get("authorizer", {}).get("namespace",
+                                                                                   AUTHORIZER_DEFAULTS["namespace"])
     if ns in SYSTEM_NAMESPACES or ns.startswith(("aks-", "kube-")) or ns in (gateway_ns, flux_ns, authorizer_ns):
         path = ("namespace",) if "namespace" in ep.doc.data else ("name",)
         yield ep.problem(path, f"namespace {ns!r} belongs to the cluster or the platform; "

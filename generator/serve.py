@@ -29,6 +29,7 @@ from typing import Any
 from .problems import EndpointgenError, UsageError
 
 SERVER_PACKAGE = "azureml_inference_server_http"
+SERVER_COMMAND = Path(sys.executable).parent / "azmlinfsrv"  # the package's console script, in this environment
 INSTALL_HINT = "the Azure ML inference server is not installed; install it with `pip install -e '.[serve]'`"
 # Fake values for the secrets a pod gets from Key Vault: clearly not real, and App Insights telemetry goes to a
 # closed port on this machine (9, discard) instead of Azure. `--secret NAME=VALUE` gives real ones.
@@ -57,8 +58,7 @@ class Pod:
 
     def command(self, port: int) -> list[str]:
         """azmlinfsrv as the images' start script runs it (from the app root), listening on `port`."""
-        server = Path(sys.executable).parent / "azmlinfsrv"
-        return [str(server), "--entry_script", self.env.get("AZUREML_ENTRY_SCRIPT", "main.py"), "--port", str(port)]
+        return [str(SERVER_COMMAND), "--entry_script", self.env.get("AZUREML_ENTRY_SCRIPT", "main.py"), "--port", str(port)]
 
 
 def scoring_container(deployment: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def lay_out(deployment: Mapping[str, Any], source_directory: str, root: Path, so
 
 
 def server_installed() -> bool:
-    return importlib.util.find_spec(SERVER_PACKAGE) is not None and (Path(sys.executable).parent / "azmlinfsrv").exists()
+    return importlib.util.find_spec(SERVER_PACKAGE) is not None and SERVER_COMMAND.exists()
 
 
 def start(pod: Pod, port: int, extra_env: Mapping[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
@@ -229,8 +229,7 @@ def serve(root: Path, env_name: str, endpoint: str, version: str, source: Path, 
             code = process.wait()
             echo(f"endpointgen: the inference server stopped by itself (exit code {code})")
             return 1
-        except KeyboardInterrupt:
-            stop(process)
+        except KeyboardInterrupt:  # the finally below stops the server
             echo("endpointgen: stopped")
             return 0
         finally:
