@@ -22,8 +22,8 @@ import yaml
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from generator.generate import plan  # noqa: E402
-from generator.manifests import Options, RenderedObject, Report, check_environment  # noqa: E402
+from generator.check.manifests import Options, RenderedObject, Report, check_environment  # noqa: E402
+from generator.pipeline.generate import plan  # noqa: E402
 
 LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CRD_SCHEMAS = Path(os.environ.get("ENDPOINTGEN_SCHEMA_LOCATION", PROJECT / "schema" / "crds"))

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from generator.cli import cli
 from generator.problems import Problem
-from generator.repository import load_repository
+from generator.spec.repository import load_repository
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "environments"

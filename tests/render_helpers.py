@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from generator.cli import cli
-from generator.generate import plan
+from generator.pipeline.generate import plan
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "environments"

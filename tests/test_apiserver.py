@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from generator import apiserver
-from generator.apiserver import object_rules, parse_quantity, pod_spec_rules, set_rules
+from generator.check import apiserver
+from generator.check.apiserver import object_rules, parse_quantity, pod_spec_rules, set_rules
 from manifest_fixtures import yielded_rule_ids
 from manifest_fixtures.objects import Obj, deployment, endpoint_objects, hpa, pdb, scoring, service, virtual_service
 

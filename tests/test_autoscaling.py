@@ -29,7 +29,7 @@ def write_environment(root: Path, env: str, change: dict[str, Any], drop: tuple[
 
 def settings_of(root: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(env, namespace, deployment name) -> the version's effective settings, from endpointgen's own loader."""
-    from generator.repository import load_repository
+    from generator.spec.repository import load_repository
     repo = load_repository(root)
     assert repo.problems == []
     return {(ep.env.name, ep.namespace, f"{ep.name}-{v.name}"): v.settings for ep in repo.endpoints for v in ep.versions}
@@ -183,7 +183,7 @@ def test_queue_length_follows_the_wait_time(tmp_path: Path) -> None:
 
 
 def test_two_autoscalers_on_one_deployment_are_refused() -> None:
-    from generator.apiserver import set_rules
+    from generator.check.apiserver import set_rules
     deployment = {"kind": "Deployment", "metadata": {"name": "a-b", "namespace": "n"}, "spec": {}}
     hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "a-b", "namespace": "n"},
            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a-b"}}}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import cache
+from generator.output import cache
 from render_helpers import EXAMPLE_ENVS, copy_examples, run_cli, snapshot
 
 VS = "rendered/dev/endpoints/sentiment/virtualservice-sentiment.yaml"

@@ -286,8 +286,8 @@ def test_unexpected_errors_exit_3_with_one_line(monkeypatch: pytest.MonkeyPatch,
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("generator.repository.load_repository", explode)
-    monkeypatch.setattr("generator.validation.validate_manifests", explode)
+    monkeypatch.setattr("generator.spec.repository.load_repository", explode)
+    monkeypatch.setattr("generator.pipeline.validation.validate_manifests", explode)
     monkeypatch.delenv("ENDPOINTGEN_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", ["endpointgen", "--root", str(repo), "validate"])
     with pytest.raises(SystemExit) as info:

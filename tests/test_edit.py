@@ -15,8 +15,9 @@ from click.testing import Result
 from conftest import spec_path, write_spec
 from test_edit_cli import BODY, PROD_SENTIMENT, base, changed, load, ok  # noqa: F401 - base is a fixture
 
-from generator import writer
-from generator.edit import EditRefused, _indentation, parse_model, parse_pair
+from generator.edit.changes import parse_model, parse_pair
+from generator.edit.specfile import EditRefused, _indentation
+from generator.output import writer
 from generator.problems import UsageError
 
 Run = Callable[[list[str]], Result]

@@ -14,11 +14,11 @@ from conftest import PROJECT, copy_example_repo, spec_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator.loader import LoadError, load_yaml, parse_yaml
 from generator.problems import Problem
-from generator.report import effective_json, effective_table
-from generator.repository import load_repository
-from generator.traffic import EXACT
+from generator.spec.effective import effective_json, effective_table
+from generator.spec.loader import LoadError, load_yaml, parse_yaml
+from generator.spec.repository import load_repository
+from generator.spec.traffic import EXACT
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SCHEMA = json.loads((PROJECT / "schema" / "endpoint.schema.json").read_text())
@@ -226,6 +226,6 @@ def test_near_valid_strategy_reaches_the_semantic_rules(fuzz_repo: Path) -> None
     max_leaves=20))
 def test_the_fast_schema_check_agrees_with_jsonschema(spec: object) -> None:
     """jsonschema-rs is only a shortcut: whatever it accepts, the reference validator accepts too, and vice versa."""
-    from generator.schema import ENDPOINT_SCHEMA, is_valid, validator
+    from generator.spec.schema import ENDPOINT_SCHEMA, is_valid, validator
 
     assert is_valid(spec, ENDPOINT_SCHEMA) == validator(ENDPOINT_SCHEMA).is_valid(spec)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.generate import check, plan
-from generator.repository import load_repository
+from generator.pipeline.generate import check, plan
+from generator.spec.repository import load_repository
 from render_helpers import EXAMPLE_ENVS, PROJECT
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from generator.problems import ProblemsFound
-from generator.views import memory_quantity
+from generator.render.views import memory_quantity
 from render_helpers import (
     PROJECT, copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, write_endpoint,
 )
@@ -279,7 +279,7 @@ def test_every_field_fixture_validates_and_renders_every_kind(tmp_path: Path) ->
     result = run_cli(EVERY_FIELD, "validate", "--summary")
     assert result.exit_code == 0, result.output + result.stderr
     kinds = {obj["kind"] for obj in manifests(rendered_files(EVERY_FIELD)).values()}
-    from generator.render import ALLOWED_KINDS
+    from generator.render.templates import ALLOWED_KINDS
     assert kinds == set(ALLOWED_KINDS)
 
 

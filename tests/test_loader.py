@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import VERSION_BODY, only_problem, problems, write_spec
 
-from generator.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, LoadError, format_field, load_yaml
 from generator.problems import Problem
+from generator.spec.loader import LoadError, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, format_field, load_yaml
 
 
 def load(tmp_path: Path, content: str | bytes):

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from generator.generate import plan
-from generator.render import render_manifests
-from generator.repository import load_repository
-from generator.kubeschemas import (DEFAULT_TEMPLATE, SchemaError, SchemaStore, as_template, builtin_dir,
-                                   builtin_versions, expand)
-from generator.manifests import (KubeconformError, Options, RenderedObject, Report, check_environment,
-                                 objects_from_files, run_kubeconform, schema_store, schema_violations)
+from generator.check.kubeschemas import (DEFAULT_TEMPLATE, SchemaError, SchemaStore, as_template, builtin_dir,
+                                         builtin_versions, expand)
+from generator.check.manifests import (KubeconformError, Options, RenderedObject, Report, check_environment,
+                                       objects_from_files, run_kubeconform, schema_store, schema_violations)
+from generator.pipeline.generate import plan
+from generator.render.objects import render_manifests
+from generator.spec.repository import load_repository
 from manifest_fixtures.objects import deployment, endpoint_objects, scoring
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from generator.check.kubeschemas import DEFAULT_TEMPLATE, builtin_dir
 from generator.cli import cli
-from generator.kubeschemas import DEFAULT_TEMPLATE, builtin_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
 CRD_SCHEMAS = PROJECT / "schema" / "crds"

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator import policy
-from generator.policy import POLICIES, endpoint_policies, object_policies, pod_policies
-from generator.render import dump_yaml
+from generator.check import policy
+from generator.check.policy import endpoint_policies, object_policies, pod_policies
+from generator.render.templates import dump_yaml
+from generator.spec.waivers import POLICIES
 from manifest_fixtures import yielded_rule_ids
 from manifest_fixtures.objects import Obj, deployment, endpoint_objects, scoring, service
 

@@ -21,12 +21,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator import render
-from generator.model import Endpoint, Environment
-from generator.render import RenderError, check_object, render_environment, render_files, render_object
-from generator.repository import load_repository
-from generator.rules import endpoint_problems
-from generator.schema import ENDPOINT_SCHEMA, schema_problems
+from generator.render import templates
+from generator.render.files import render_files
+from generator.render.objects import render_environment
+from generator.render.templates import RenderError, check_object, render_object
+from generator.spec.model import Endpoint, Environment
+from generator.spec.repository import load_repository
+from generator.spec.rules import endpoint_problems
+from generator.spec.schema import ENDPOINT_SCHEMA, schema_problems
 from render_helpers import EXAMPLE_ENVS, LOADER, PROJECT, copy_examples, rendered_files, run_cli, snapshot
 
 INJECTION = "\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding"
@@ -86,7 +88,7 @@ def with_metadata(ep: Endpoint, description: str, tags: dict[str, str]) -> Endpo
     return built
 
 
-def shape(manifests: list[render.Manifest]) -> Counter[tuple[str, str]]:
+def shape(manifests: list[templates.Manifest]) -> Counter[tuple[str, str]]:
     return Counter((m.path, m.obj["kind"]) for m in manifests)
 
 
@@ -149,10 +151,10 @@ def tmp_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """render_object reads templates from an empty temporary folder for the duration of a test."""
     folder = tmp_path / "templates"
     folder.mkdir()
-    monkeypatch.setattr(render, "TEMPLATE_DIR", folder)
-    render.jinja_environment.cache_clear()
+    monkeypatch.setattr(templates, "TEMPLATE_DIR", folder)
+    templates.jinja_environment.cache_clear()
     yield folder
-    render.jinja_environment.cache_clear()
+    templates.jinja_environment.cache_clear()
 
 
 SERVICE_ACCOUNT = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: ok\n  namespace: ns\n"
@@ -201,11 +203,11 @@ def test_check_object_refuses_cluster_role_binding() -> None:
 def test_a_template_gone_bad_stops_the_whole_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A built-in template that starts emitting a second document fails render; nothing is written."""
     folder = tmp_path / "templates"
-    shutil.copytree(render.TEMPLATE_DIR, folder)
+    shutil.copytree(templates.TEMPLATE_DIR, folder)
     path = folder / "serviceaccount.yaml.j2"
     path.write_text(path.read_text() + "---\n" + yaml.safe_dump(CLUSTER_ROLE_BINDING))
-    monkeypatch.setattr(render, "TEMPLATE_DIR", folder)
-    render.jinja_environment.cache_clear()
+    monkeypatch.setattr(templates, "TEMPLATE_DIR", folder)
+    templates.jinja_environment.cache_clear()
     try:
         root = copy_examples(tmp_path / "repo")
         result = run_cli(root, "render")
@@ -213,11 +215,11 @@ def test_a_template_gone_bad_stops_the_whole_render(tmp_path: Path, monkeypatch:
         assert "serviceaccount.yaml.j2 must produce exactly one object, got 2" in result.stderr
         assert snapshot(root) == {}
     finally:
-        render.jinja_environment.cache_clear()
+        templates.jinja_environment.cache_clear()
 
 
 def test_templates_use_strict_undefined() -> None:
-    assert render.jinja_environment().undefined is jinja2.StrictUndefined
+    assert templates.jinja_environment().undefined is jinja2.StrictUndefined
 
 
 @pytest.mark.parametrize("env", EXAMPLE_ENVS)
@@ -232,7 +234,7 @@ def test_every_template_output_passes_check_object(env: str) -> None:
 
 def test_the_platform_folder_exists_even_with_nothing_in_it() -> None:
     """Flux's <env>-platform Kustomization points at rendered/<env>/platform: it must build even when empty."""
-    from generator.render import kustomizations
+    from generator.render.files import kustomizations
 
     files = kustomizations("dev", [])
     assert sorted(files) == ["rendered/dev/kustomization.yaml", "rendered/dev/platform/kustomization.yaml"]

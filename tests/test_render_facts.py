@@ -23,7 +23,7 @@ import ruamel.yaml
 import yaml
 from jsonschema import Draft7Validator
 
-from generator.generate import plan
+from generator.pipeline.generate import plan
 from generator.problems import ProblemsFound
 from render_helpers import (
     BUILTIN_API_VERSIONS, CRD_SCHEMAS, PROJECT, copy_examples, in_env, manifests, of_kind, rendered_files,

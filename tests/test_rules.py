@@ -8,7 +8,7 @@ import pytest
 
 from conftest import line_of, only_problem, problems, replace_in, spec_path, version, where, write_spec
 
-from generator.repository import load_repository
+from generator.spec.repository import load_repository
 
 SPEC = "environments/dev/endpoints/demo.yaml"
 ENV = "environments/dev/environment.yaml"

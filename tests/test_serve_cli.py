@@ -13,8 +13,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from generator import serve as serve_module
 from generator.cli import cli
+from generator.serve import server
+from generator.serve.pod import lay_out, version_deployment
 from render_helpers import PROJECT, free_port
 
 SCRIPT = '''\
@@ -114,7 +115,7 @@ def test_unknown_version_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_without_the_server_a_one_line_install_hint(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     source, model = sources(tmp_path)
-    monkeypatch.setattr(serve_module, "server_installed", lambda: False)
+    monkeypatch.setattr(server, "server_installed", lambda: False)
     result = CliRunner().invoke(cli, ["--root", str(PROJECT), "serve", "sentiment", "blue", "--env", "prod",
                                       "--source", str(source), "--model", f"sentiment-distilbert:7={model}"])
     assert result.exit_code == 1
@@ -123,9 +124,9 @@ def test_without_the_server_a_one_line_install_hint(tmp_path: Path, monkeypatch)
 
 
 def test_secret_values_come_from_the_command_line_and_are_never_written(tmp_path: Path) -> None:
-    deployment, source_directory = serve_module.version_deployment(PROJECT, "prod", "sentiment", "blue")
+    deployment, source_directory = version_deployment(PROJECT, "prod", "sentiment", "blue")
     source, model = sources(tmp_path)
-    pod = serve_module.lay_out(deployment, source_directory, tmp_path / "pod", source,
+    pod = lay_out(deployment, source_directory, tmp_path / "pod", source,
                                {"sentiment-distilbert/7": model},
                                {"AML_APP_INSIGHTS_KEY": "22222222-2222-4222-8222-222222222222"})
     assert pod.env["AML_APP_INSIGHTS_KEY"] == "22222222-2222-4222-8222-222222222222"

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from generator.serve import Pod, lay_out, model_destinations, scoring_container, start, stop, wait_until_ready
+from generator.serve.pod import Pod, lay_out, model_destinations, scoring_container
+from generator.serve.server import start, stop, wait_until_ready
 from render_helpers import (
     PROJECT, copy_examples, free_port, manifests, of_kind, rendered_files, version_spec, write_endpoint,
 )

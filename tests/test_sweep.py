@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator import generate, parallel
-from generator.generate import check, plan
+from generator.pipeline import generate, parallel
+from generator.pipeline.generate import check, plan
 from generator.problems import ProblemsFound
 from render_helpers import copy_examples, leftovers, run_cli, snapshot
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.traffic import EXACT, default_index, effective_shares, percentile, route_weights
+from generator.spec.traffic import EXACT, default_index, effective_shares, percentile, route_weights
 
 
 def D(*values: str | int) -> list[Decimal]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema_rs
 from click.testing import CliRunner, Result
 
+from generator.check.kubeschemas import VENDORED_DIR, default_locations
+from generator.check.vendor import custom_resource_kinds, schema_path
 from generator.cli import cli
-from generator.kubeschemas import VENDORED_DIR, default_locations
-from generator.render import ALLOWED_KINDS
-from generator.vendor import custom_resource_kinds, schema_path
+from generator.render.templates import ALLOWED_KINDS
 
 PROJECT = Path(__file__).resolve().parent.parent
 

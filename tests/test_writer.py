@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from generator import generate, writer
-from generator.generate import check
+from generator.output import writer
+from generator.pipeline import generate
+from generator.pipeline.generate import check
 from render_helpers import (
     EXAMPLE_ENVS, LOADER, copy_examples, edit_spec, leftovers, rendered_files, run_cli, snapshot, spec_file,
 )

@@ -1,0 +1,187 @@
+"""The pipeline commands: validate, effective, render, check and diff."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ..layout import select_environments
+from ..output import cache
+from ..output.writer import orphan_environments
+from ..problems import ProblemsFound, format_problems, junit
+from .base import (ProgressBar, cli, env_option, print_findings, quiet_option, reports_errors, schema_options,
+                   schema_settings)
+
+
+@cli.command()
+@env_option
+@click.option("--output", type=click.Choice(["text", "json", "junit", "github"]), default="text", show_default=True,
+              help="text: path:line:col lines on stderr; json or junit on stdout; github: workflow annotations.")
+@click.option("--rendered", "from_disk", is_flag=True,
+              help="Check the files in rendered/ and clusters/ instead of an in-memory render.")
+@click.option("--specs-only", is_flag=True, help="Check the specs only, not the rendered manifests.")
+@schema_options
+@click.option("--engine", type=click.Choice(["builtin", "kubeconform"]), default="builtin", show_default=True,
+              help="Schema validation engine; kubeconform runs the binary on PATH with the same locations.")
+@click.option("--summary", is_flag=True, help="Print a summary line of the objects checked.")
+@quiet_option
+@click.pass_context
+@reports_errors
+def validate(ctx: click.Context, envs: tuple[str, ...], output: str, from_disk: bool, specs_only: bool,
+             locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...],
+             engine: str, summary: bool, quiet: bool) -> None:
+    """Validate the specs, then every rendered object: schemas, API-server rules and policies."""
+    from ..pipeline.validation import validate_manifests
+    from ..spec.repository import cpu_autoscaling_warnings, load_repository
+    ctx.meta["output"] = output
+    root: Path = ctx.obj
+    for warning in cpu_autoscaling_warnings(root, envs):
+        click.echo(github_warning(warning) if output == "github" else warning, err=True)
+    if specs_only:
+        repo = load_repository(root, envs)
+        if repo.problems:
+            raise ProblemsFound(repo.problems)
+        _print_clean(output, f"ok: {len(repo.endpoints)} endpoint(s) in {len(repo.environments)} "
+                             "environment(s) are valid")
+        return
+    options = schema_settings(root, locations, strict, ignore_missing_schemas, skip, engine)
+    with ProgressBar("checking manifests", quiet) as bar:
+        report = validate_manifests(root, envs, options, from_disk=from_disk, progress=bar)
+    if output == "json":
+        click.echo(json.dumps([asdict(p) for p in sorted(report.problems) + sorted(report.waived)], indent=2))
+    elif output == "junit":
+        click.echo(junit(sorted(report.problems), report.files))
+    else:
+        print_findings(report, output)
+    if summary:
+        click.echo(report.summary(), err=output in ("json", "junit"))
+    if report.problems:
+        ctx.exit(1)
+    if output in ("text", "github"):
+        click.echo(f"ok: {report.endpoints} endpoint(s) in {report.environments} environment(s) are valid; "
+                   f"{report.objects} rendered object(s) pass the schema, API-server and policy checks")
+
+
+def github_warning(line: str) -> str:
+    """`path: warning: message` as a GitHub Actions annotation."""
+    path, _, message = line.partition(": warning: ")
+    return f"::warning file={path}::{message}"
+
+
+def _print_clean(output: str, message: str) -> None:
+    if output == "json":
+        click.echo("[]")
+    elif output == "junit":
+        click.echo(junit([]))
+    else:
+        click.echo(message)
+
+
+@cli.command()
+@click.argument("endpoint")
+@click.option("--env", required=True, metavar="ENV", help="The environment of the endpoint.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+@reports_errors
+def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
+    """Show each version's effective traffic share after the default-version rule."""
+    from ..spec.effective import effective_json, effective_table
+    from ..spec.repository import load_repository
+    repo = load_repository(ctx.obj, [env])
+    if repo.problems:
+        raise ProblemsFound(repo.problems)
+    found = [ep for ep in repo.endpoints if ep.name == endpoint]
+    if not found:
+        names = ", ".join(ep.name for ep in repo.endpoints) or "none"
+        raise click.BadParameter(f"no endpoint {endpoint!r} in environment {env!r} (have: {names})",
+                                 param_hint="ENDPOINT")
+    click.echo(effective_json(found[0]) if output == "json" else effective_table(found[0]))
+
+
+@cli.command()
+@env_option
+@click.option("--validate", "check_manifests", is_flag=True,
+              help="Also check every rendered object as `validate` does, in the same pass, and write nothing unless "
+                   "all pass (renders everything: the no-change and incremental shortcuts are not taken).")
+@click.option("--force", is_flag=True,
+              help="Set the render cache aside: render everything and rewrite whatever differs on disk (e.g. a "
+                   "generated file edited in place, which the cache does not notice).")
+@schema_options
+@quiet_option
+@click.pass_context
+@reports_errors
+def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, force: bool, locations: tuple[str, ...],
+           strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
+    """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
+    root: Path = ctx.obj
+    current = None
+    if not (check_manifests or force):  # nothing changed: answer before the renderer is even imported
+        selected = select_environments(root, envs)
+        current = cache.current(root, selected)
+        if len(current) == len(selected) and (envs or not orphan_environments(root)):
+            click.echo("".join(f"{env}: unchanged\n" for env in selected), nl=False)
+            return
+    from ..pipeline.generate import InvalidManifests, render as render_output
+
+    options = findings = None
+    if check_manifests:
+        from ..check.manifests import Report
+
+        options, findings = schema_settings(root, locations, strict, ignore_missing_schemas, skip), Report()
+    try:
+        with ProgressBar("rendering endpoints", quiet) as bar:
+            result = render_output(root, envs, bar, options, findings, current=current, force=force)
+    except InvalidManifests as exc:
+        print_findings(exc.report, "text")
+        click.echo("endpointgen: nothing was written", err=True)
+        ctx.exit(1)
+    for env, diff in sorted(result.items()):
+        changed = len(diff.stale) + len(diff.missing)
+        summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
+        click.echo(f"{env}: {summary}")
+    if findings is not None:
+        print_findings(findings, "text")
+        click.echo(f"ok: {findings.objects} rendered object(s) pass the schema, API-server and policy checks")
+
+
+@cli.command()
+@env_option
+@click.option("--base", default=None, metavar="REF",
+              help="Git ref of the pull request's base (e.g. origin/main): also apply the rules that need history.")
+@quiet_option
+@click.pass_context
+@reports_errors
+def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bool) -> None:
+    """Exit 1 when rendered/ or clusters/ are not what render would write now (and, with --base, when the
+    change alters a deployed property or an endpoint's namespace)."""
+    from ..pipeline.generate import StaleOutput, check as check_output
+    from ..pr.history import history_problems
+    with ProgressBar("rendering endpoints", quiet) as bar:
+        lines = check_output(ctx.obj, envs, bar)
+    history = history_problems(ctx.obj, base, envs) if base else []
+    if lines:
+        click.echo("\n".join(lines), err=True)
+    if history:
+        click.echo(format_problems(sorted(history), "text"), err=True)
+    if lines or history:
+        reasons = ([f"{len(lines)} file(s) out of date (run `make render` and commit the result)"] if lines else []) \
+            + ([f"{len(history)} change(s) that break deployed endpoints"] if history else [])
+        raise StaleOutput("; ".join(reasons))
+    click.echo("ok: rendered output is current" + (f" and nothing deployed on {base} is broken" if base else ""))
+
+
+@cli.command("diff")
+@env_option
+@click.option("--base", required=True, metavar="REF", help="Git ref to compare with (e.g. origin/main).")
+@click.option("--format", "output", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
+              help="markdown is ready to post as a pull-request comment.")
+@click.pass_context
+@reports_errors
+def diff_command(ctx: click.Context, envs: tuple[str, ...], base: str, output: str) -> None:
+    """Describe what the change does per endpoint, then the manifest diff."""
+    from ..pr.diff import as_markdown, as_text, diff as pr_diff
+    result = pr_diff(ctx.obj, base, envs)
+    click.echo(as_markdown(result) if output == "markdown" else as_text(result), nl=False)

@@ -1,0 +1,74 @@
+"""Commands beside the pipeline: serve a version locally, print the mesh snippet, refresh the vendored schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..problems import ProblemsFound, UsageError, display_path
+from .base import cli, reports_errors
+
+
+@cli.command("serve")
+@click.argument("endpoint")
+@click.argument("version")
+@click.option("--env", required=True, metavar="ENV")
+@click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Local folder with what the image holds at the version's source_directory (the scoring script).")
+@click.option("--model", "models", multiple=True, metavar="NAME:VERSION=DIR",
+              help="Local folder of one of the version's models (repeatable; every model needs one).")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME=VALUE",
+              help="Value of an environment variable the pod takes from Key Vault (default: a clearly fake value).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True, help="Local port.")
+@click.pass_context
+@reports_errors
+def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, source: Path, models: tuple[str, ...],
+                  secrets: tuple[str, ...], port: int) -> None:
+    """LocalWebservice: run a version's scoring script under the real Azure ML inference server, with the
+    environment its pod gets."""
+    from ..edit.changes import parse_pair
+    from ..serve.server import serve
+    model_dirs = {}
+    for item in models:
+        name_version, _, folder = item.partition("=")
+        name, _, model_version = name_version.partition(":")
+        if not (name and model_version and folder):
+            raise UsageError(f"--model {item!r}: expected NAME:VERSION=DIR")
+        model_dirs[f"{name}/{model_version}"] = Path(folder)
+    secret_values = dict(parse_pair(p, "--secret") for p in secrets)
+    ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))
+
+
+@cli.command("mesh-config")
+@click.option("--env", required=True, metavar="ENV")
+@click.pass_context
+@reports_errors
+def mesh_config_command(ctx: click.Context, env: str) -> None:
+    """Print the `mesh` snippet that registers the key-auth provider, for a team that manages the AKS add-on's
+    istio-shared-configmap-<revision> itself (key_auth.mesh_config: snippet)."""
+    from ..render.keyauth import authorizer_view
+    from ..spec.repository import load_environments
+    from ..render.views import environment_view
+    loaded, problems = load_environments(ctx.obj, [env])[env]
+    if loaded is None:
+        raise ProblemsFound(problems)
+    view = authorizer_view(environment_view(loaded), [])
+    click.echo(f"# add to the `mesh` key of ConfigMap {view['mesh_namespace']}/{view['mesh_configmap']}")
+    click.echo(view["mesh"], nl=False)
+
+
+@cli.command("vendor-schemas")
+@click.option("--from", "location", required=True, metavar="LOCATION",
+              help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "
+                   "template (local or http(s)).")
+@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write (default: schema/crds in the repo).")
+@click.pass_context
+@reports_errors
+def vendor_schemas_command(ctx: click.Context, location: str, target: Path | None) -> None:
+    """Refresh schema/crds: the schema of every custom resource endpointgen renders, from a catalog."""
+    from ..check.vendor import vendor_schemas
+    folder = target or ctx.obj / "schema" / "crds"
+    for path in vendor_schemas(location, folder):
+        click.echo(f"wrote {display_path(path, ctx.obj)}")

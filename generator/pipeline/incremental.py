@@ -1,0 +1,135 @@
+"""Render only what changed: the endpoints whose spec changed since the last render of their environment.
+
+Used when the environment file, endpointgen itself and the output files are
+exactly as the last render left them (the cache's record says so). The changed
+specs are loaded and validated as usual; the unchanged ones are represented by
+their recorded summaries (namespace and object names) for the rules and
+objects that span endpoints. Anything unusual falls back to a full render.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, PLATFORM, RENDERED_DIR
+from ..output import cache
+from ..output.writer import TreeDiff, write_atomic
+from ..problems import Problem, ProblemsFound
+from ..render.files import kustomizations, root_kustomization
+from ..render.objects import render_endpoint, render_flux, render_platform
+from ..render.views import environment_view
+from ..spec.model import Endpoint
+from ..spec.repository import load_repository
+
+MAX_CHANGED = 50  # beyond this a full (parallel) render is as fast
+
+
+@dataclass
+class _Recorded:
+    """An unchanged endpoint, as far as platform objects and the name-collision rule need it."""
+
+    name: str
+    namespace: str
+    key_refs: dict[str, Any] | None = None
+
+
+@dataclass
+class Change:
+    """An incremental render of one environment, validated and rendered, not yet written."""
+
+    root: Path
+    env: str
+    files: dict[str, str]
+    changed: list[str]
+    removed: list[str]
+    summaries: dict[str, dict]
+
+    def apply(self) -> TreeDiff:
+        diff = _apply(self.root, self.env, self.files, self.changed, self.removed)
+        cache.record(self.root, {self.env: self.summaries})
+        return diff
+
+
+def plan_changed(root: Path, env: str) -> Change | None:
+    """What an incremental render of one environment would write; None when only a full render can tell."""
+    tool = cache.tool_digest()
+    state = cache.entry(root, env)
+    if not state or state.get("base") != cache.base_digest(root, env, tool) or "endpoints" not in state:
+        return None
+    folder = root / ENVIRONMENTS_DIR / env / ENDPOINTS_DIR
+    paths = {p.stem: p for p in folder.glob("*") if p.is_file()}
+    if any(p.suffix != ".yaml" for p in paths.values()) or not cache.output_matches(root, env, state):
+        return None
+    recorded: dict[str, dict] = state["endpoints"]
+    changed = sorted(n for n, p in paths.items() if recorded.get(n, {}).get("spec") != cache.spec_digest(p))
+    removed = sorted(set(recorded) - set(paths))
+    if len(changed) > MAX_CHANGED:
+        return None
+    repo = load_repository(root, [env], only=[paths[n] for n in changed])
+    problems = repo.problems + _collisions(repo.endpoints, {n: s for n, s in recorded.items()
+                                                           if n in paths and n not in changed})
+    if problems:
+        raise ProblemsFound(problems)
+    environment = repo.environments[0]
+    view = environment_view(environment)
+    fresh = {ep.name: ep for ep in repo.endpoints}
+    everyone: list[Endpoint | _Recorded] = [fresh.get(n) or _Recorded(n, recorded[n]["namespace"], recorded[n].get("keys")) for n in paths]
+    files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
+    files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
+                  + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
+    files.update(kustomizations(env, list(files), only=lambda rel: _touched(rel, env, changed)))
+    files.update([root_kustomization(env, sorted(paths))])
+    summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
+    summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
+    return Change(root, env, files, changed, removed, summaries)
+
+
+def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]:
+    owners = {(s["namespace"], obj): name for name, s in others.items() for obj in s["objects"]}
+    problems = []
+    for ep in fresh:
+        for v in ep.versions:
+            key = (ep.namespace, f"{ep.name}-{v.name}")
+            if key in owners:
+                problems.append(ep.problem(("versions", v.index, "version_name"),
+                                           f"object name {key[1]!r} in namespace {key[0]!r} is also derived from "
+                                           f"{owners[key]}; rename one version"))
+            owners.setdefault(key, ep.name)
+    return problems
+
+
+def _rewritten_files(root: Path, env: str, names: set[str]) -> list[str]:
+    """The files on disk an incremental render replaces: those of the platform and of the endpoints `names`."""
+    folders = [root / RENDERED_DIR / env / PLATFORM] + [root / RENDERED_DIR / env / "endpoints" / n for n in names]
+    found = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
+    found += [path for n in names if (path := root / CLUSTERS_DIR / env / "endpoints" / f"{n}.yaml").is_file()]
+    return sorted(path.relative_to(root).as_posix() for path in found)
+
+
+def _touched(rel: str, env: str, changed: list[str]) -> bool:
+    """Folder kustomization files an incremental render rewrites: the changed endpoints' and the platform's."""
+    return rel == f"{RENDERED_DIR}/{env}/platform/kustomization.yaml" \
+        or any(rel == f"{RENDERED_DIR}/{env}/endpoints/{name}/kustomization.yaml" for name in changed)
+
+
+def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], removed: list[str]) -> TreeDiff:
+    diff = TreeDiff()
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        if not path.is_file():
+            diff.missing.append(rel)
+        elif path.read_text(encoding="utf-8") == text:
+            continue
+        else:
+            diff.stale.append(rel)
+        write_atomic(path, text)
+    for rel in _rewritten_files(root, env, set(changed) | set(removed)):
+        if rel not in files:
+            (root / rel).unlink(missing_ok=True)
+            diff.extra.append(rel)
+    for name in removed:
+        shutil.rmtree(root / RENDERED_DIR / env / "endpoints" / name, ignore_errors=True)
+    return diff

@@ -1,0 +1,1 @@
+"""Side entrance: the pull-request view, rules that need the base branch (check --base) and diff."""

@@ -1,0 +1,1 @@
+"""Side entrance: a version's scoring pod run locally under the real Azure ML inference server."""

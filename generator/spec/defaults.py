@@ -1,0 +1,87 @@
+"""The AksEndpoint defaults, and how a version's effective settings are computed.
+
+Precedence, lowest first: the AksEndpoint defaults below, the environment's
+`defaults:`, then the version's own fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+VERSION_DEFAULTS: dict[str, Any] = {
+    "autoscale_min_replicas": 1,
+    "autoscale_max_replicas": 10,
+    "autoscale_refresh_seconds": 1,
+    "autoscale_target_utilization": 70,
+    "collect_model_data": False,
+    "cpu_cores": 0.1,
+    "memory_gb": 0.5,
+    "cpu_cores_limit": None,
+    "memory_gb_limit": None,
+    "gpu_cores": 0,
+    "scoring_timeout_ms": 60000,
+    "replica_max_concurrent_requests": 1,
+    "max_request_wait_time": 500,
+    "num_replicas": None,
+    "period_seconds": 10,
+    "initial_delay_seconds": 310,
+    "timeout_seconds": 2,
+    "success_threshold": 1,
+    "failure_threshold": 3,
+    "traffic_percentile": 0,
+    "scoring_retries": 0,
+    "is_default": False,
+    "is_control_version_type": False,
+    "description": "",
+    "tags": {},
+    "properties": {},
+    "models": [],  # optional, as in AksEndpoint: an image may carry its model
+}
+
+AUTOSCALE_SETTINGS = (
+    "autoscale_min_replicas",
+    "autoscale_max_replicas",
+    "autoscale_refresh_seconds",
+    "autoscale_target_utilization",
+)
+
+
+def effective_version(version: Mapping[str, Any], env_defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's settings with every default filled in."""
+    settings = {**VERSION_DEFAULTS, **env_defaults, **version}
+    if "autoscale_enabled" not in version:
+        settings["autoscale_enabled"] = settings["num_replicas"] is None
+    return settings
+
+
+def effective_endpoint(spec: Mapping[str, Any], env_namespace: str) -> dict[str, Any]:
+    """Endpoint-level settings with defaults: key auth is on unless token auth is chosen."""
+    token = spec.get("token_auth_enabled", False)
+    return {
+        "description": "",
+        "tags": {},
+        "properties": {},
+        "enable_app_insights": False,
+        **spec,
+        "namespace": spec.get("namespace", env_namespace),
+        "token_auth_enabled": token,
+        "auth_enabled": spec.get("auth_enabled", not token),
+    }
+
+
+# The key-auth authorizer's settings when the environment's key_auth.authorizer leaves them out.
+AUTHORIZER_DEFAULTS = {"namespace": "endpointgen-auth", "image": "openpolicyagent/opa:1.9.0-envoy-6-static",
+                       "replicas": 2, "trust_domain": "cluster.local"}
+
+
+def key_references(name: str, settings: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Key Vault and secret names of an endpoint's keys, or None when key auth is off."""
+    if not settings["auth_enabled"]:
+        return None
+    given = settings.get("auth_keys", {})
+    return {
+        "key_vault": given.get("key_vault") or env.get("key_vault", {}).get("name"),
+        "primary_key_secret": given.get("primary_key_secret", f"{name}-primary-key"),
+        "secondary_key_secret": given.get("secondary_key_secret"),
+    }

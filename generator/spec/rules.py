@@ -1,0 +1,339 @@
+"""Semantic rules: what the JSON Schema cannot say about an endpoint spec.
+
+Each rule is a function taking an Endpoint (already schema-valid) and yielding
+Problems. Rules follow the AksEndpoint semantics, plus the Kubernetes facts
+that would otherwise only fail at apply time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal, localcontext
+
+from ..problems import Problem
+from .defaults import AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS
+from .model import Endpoint, Environment
+from .traffic import EXACT
+from .waivers import POLICIES
+
+Rule = Callable[[Endpoint], Iterable[Problem]]
+
+AZURE_MONITOR_SUFFIX = ".prometheus.monitor.azure.com"  # Azure Monitor managed Prometheus
+MAX_OBJECT_NAME = 63  # a Service name is a DNS-1035 label
+RESERVED_ENV_VARS = {  # what endpointgen sets from the spec (render/views.py, container_env)
+    "AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AZUREML_SOURCE_DIRECTORY", "AML_APP_ROOT",
+    "WORKER_COUNT", "WORKER_TIMEOUT", "SCORING_TIMEOUT_MS", "SERVICE_NAME", "SERVICE_VERSION", "SERVICE_PATH_PREFIX",
+    "AML_APP_INSIGHTS_ENABLED", "AML_APP_INSIGHTS_KEY", "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "AML_MDC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED",
+}
+SECRET_LIKE_ENV = re.compile(
+    r"(^|_)(PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIMARY_?KEY|SECONDARY_?KEY|TOKEN|CONNECTION_?STRING|SAS)($|_)",
+    re.IGNORECASE,
+)
+
+
+def name_matches_file(ep: Endpoint) -> Iterator[Problem]:
+    """`name` must equal the file name without `.yaml`."""
+    stem = ep.doc.path.stem
+    if ep.name != stem:
+        yield ep.problem(("name",), f"must equal the file name {stem!r} (the file is {ep.doc.path.name})")
+
+
+RESERVED_NAMES = {"platform"}  # the Flux Kustomization <env>-platform applies the shared objects
+
+
+def name_is_not_reserved(ep: Endpoint) -> Iterator[Problem]:
+    """An endpoint cannot be called `platform`: its Flux Kustomization would collide with the shared one."""
+    if ep.name in RESERVED_NAMES:
+        yield ep.problem(("name",), f"{ep.name!r} is reserved (the Flux Kustomization <env>-{ep.name} applies the "
+                                    "shared platform objects); choose another name")
+
+
+def compute_target_matches_cluster(ep: Endpoint) -> Iterator[Problem]:
+    """`compute_target_name`, when set, must be the environment's AKS cluster."""
+    target = ep.settings.get("compute_target_name")
+    cluster = ep.env.settings["cluster_name"]
+    if target is not None and target != cluster:
+        yield ep.problem(("compute_target_name",),
+                         f"must equal the cluster of environment {ep.env.name!r} ({cluster!r}), got {target!r}")
+
+
+SYSTEM_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "flux-system", "istio-system",
+                     "gatekeeper-system", "calico-system", "tigera-operator", "app-routing-system"}
+
+
+def namespace_is_not_a_system_one(ep: Endpoint) -> Iterator[Problem]:
+    """Endpoints live in namespaces of their own, never in one the cluster or the platform owns."""
+    ns = ep.namespace
+    gateway_ns = ep.env.settings["istio"].get("gateway", {}).get("namespace", "aks-istio-ingress")
+    flux_ns = ep.env.settings.get("flux", {}).get("namespace", "flux-system")
+    authorizer_ns = ep.env.settings.get("key_auth", {}).get("authorizer", {}).get("namespace",
+                                                                                   AUTHORIZER_DEFAULTS["namespace"])
+    if ns in SYSTEM_NAMESPACES or ns.startswith(("aks-", "kube-")) or ns in (gateway_ns, flux_ns, authorizer_ns):
+        path = ("namespace",) if "namespace" in ep.doc.data else ("name",)
+        yield ep.problem(path, f"namespace {ns!r} belongs to the cluster or the platform; "
+                               "endpoints need a namespace of their own")
+
+
+def one_auth_mode(ep: Endpoint) -> Iterator[Problem]:
+    """Key auth and token auth cannot both be on."""
+    if ep.settings["auth_enabled"] and ep.settings["token_auth_enabled"]:
+        path = ("auth_enabled",) if "auth_enabled" in ep.doc.data else ("token_auth_enabled",)
+        yield ep.problem(path, "auth_enabled and token_auth_enabled cannot both be true; choose key or token auth")
+
+
+def token_auth_configured(ep: Endpoint) -> Iterator[Problem]:
+    """Token auth needs the environment's Azure AD issuer and audiences."""
+    if ep.settings["token_auth_enabled"] and "token_auth" not in ep.env.settings:
+        yield ep.problem(("token_auth_enabled",),
+                         f"environment {ep.env.name!r} has no token_auth (issuer, audiences) section")
+
+
+def keys_referenced_properly(ep: Endpoint) -> Iterator[Problem]:
+    """Key references need key auth, a Key Vault, and a primary before a secondary."""
+    keys = ep.settings.get("auth_keys")
+    if keys is None:
+        if ep.settings["auth_enabled"] and "key_vault" not in ep.env.settings:
+            yield ep.problem(("auth_enabled",),
+                             f"key auth needs the scoring keys in Key Vault, but environment {ep.env.name!r} "
+                             "has no key_vault section; add one, or set auth_enabled: false")
+        return
+    if not ep.settings["auth_enabled"]:
+        yield ep.problem(("auth_keys",), "auth_keys is set but key auth is off (auth_enabled is false)")
+    if "secondary_key_secret" in keys and "primary_key_secret" not in keys:
+        yield ep.problem(("auth_keys", "secondary_key_secret"),
+                         "a secondary key without a primary key is meaningless; set primary_key_secret too")
+    if "key_vault" not in keys and "key_vault" not in ep.env.settings:
+        yield ep.problem(("auth_keys",), f"no key_vault here and none in environment {ep.env.name!r}")
+
+
+def app_insights_configured(ep: Endpoint) -> Iterator[Problem]:
+    """App Insights needs the environment's connection-string secret and the Key Vault it lives in."""
+    if ep.settings["enable_app_insights"]:
+        missing = [name for name in ("app_insights", "key_vault") if name not in ep.env.settings]
+        if missing:
+            yield ep.problem(("enable_app_insights",),
+                             f"environment {ep.env.name!r} has no {' or '.join(missing)} section; the connection "
+                             "string is read from Key Vault")
+
+
+def model_loader_configured(ep: Endpoint) -> Iterator[Problem]:
+    """A version with models needs the environment's model_loader, the init container that fetches them."""
+    if "model_loader" in ep.env.settings:
+        return
+    for v in ep.versions:
+        if v.settings["models"]:
+            yield ep.problem(("versions", v.index, "models"),
+                             f"environment {ep.env.name!r} has no model_loader (the image that fetches models); "
+                             "add one, or leave models out and carry the model in the scoring image")
+
+
+def waivers_name_known_policies(ep: Endpoint) -> Iterator[Problem]:
+    """A waiver names an existing policy, once."""
+    seen: set[str] = set()
+    for index, waiver in enumerate(ep.settings.get("waivers", [])):
+        policy = waiver["policy"]
+        if policy not in POLICIES:
+            yield ep.problem(("waivers", index, "policy"),
+                             f"unknown policy {policy!r}; policies: {', '.join(sorted(POLICIES))}")
+        elif policy in seen:
+            yield ep.problem(("waivers", index, "policy"), f"policy {policy!r} is waived twice")
+        seen.add(policy)
+
+
+def unique_version_names(ep: Endpoint) -> Iterator[Problem]:
+    """Version names are unique within an endpoint."""
+    seen: dict[str, int] = {}
+    for v in ep.versions:
+        if v.name in seen:
+            yield ep.problem(("versions", v.index, "version_name"),
+                             f"duplicate version name {v.name!r} (also versions[{seen[v.name]}])")
+        seen.setdefault(v.name, v.index)
+
+
+def one_default_version(ep: Endpoint) -> Iterator[Problem]:
+    """At most one version sets is_default: true (without one, the first version is the default)."""
+    flagged = [v for v in ep.versions if v.spec.get("is_default") is True]
+    for v in flagged[1:]:
+        yield ep.problem(("versions", v.index, "is_default"),
+                         f"only one version can be the default; {flagged[0].name!r} already is")
+
+
+def one_control_version(ep: Endpoint) -> Iterator[Problem]:
+    """At most one version is the control (is_control_version_type: true)."""
+    flagged = [v for v in ep.versions if v.spec.get("is_control_version_type") is True]
+    for v in flagged[1:]:
+        yield ep.problem(("versions", v.index, "is_control_version_type"),
+                         f"only one version can be the control; {flagged[0].name!r} already is")
+
+
+def traffic_fits(ep: Endpoint) -> Iterator[Problem]:
+    """The traffic of the non-default versions sums to at most 100%."""
+    others = [v for v in ep.versions if not v.is_default]
+    with localcontext(EXACT):
+        total = sum((Decimal(str(v.settings["traffic_percentile"])) for v in others), Decimal(0))
+    if total > 100:
+        parts = " + ".join(f"{v.name} {v.settings['traffic_percentile']}" for v in others)
+        default = next(v for v in ep.versions if v.is_default)
+        yield ep.problem(("versions",),
+                         f"traffic_percentile of the non-default versions sums to {total}% ({parts}), more than "
+                         f"100%; the default version {default.name!r} takes what the others leave")
+
+
+def scaling_is_consistent(ep: Endpoint) -> Iterator[Problem]:
+    """Autoscaling and num_replicas exclude each other; autoscale_* settings need autoscaling."""
+    for v in ep.versions:
+        enabled = v.spec.get("autoscale_enabled")
+        if enabled is True and "num_replicas" in v.spec:
+            yield ep.problem(("versions", v.index, "num_replicas"),
+                             "num_replicas cannot be set together with autoscale_enabled: true")
+        if enabled is False and "num_replicas" not in v.spec:
+            yield ep.problem(("versions", v.index, "autoscale_enabled"),
+                             "autoscale_enabled: false needs num_replicas")
+        if not v.settings["autoscale_enabled"]:
+            for name in AUTOSCALE_SETTINGS:
+                if name in v.spec:
+                    yield ep.problem(("versions", v.index, name),
+                                     f"{name} has no effect with autoscaling off (num_replicas is set)")
+
+
+def replicas_in_range(ep: Endpoint) -> Iterator[Problem]:
+    """autoscale_min_replicas <= autoscale_max_replicas."""
+    for v in ep.versions:
+        low, high = v.settings["autoscale_min_replicas"], v.settings["autoscale_max_replicas"]
+        if v.settings["autoscale_enabled"] and low > high:
+            field = "autoscale_min_replicas" if "autoscale_min_replicas" in v.spec else "autoscale_max_replicas"
+            yield ep.version_problem(v, field, f"autoscale_min_replicas ({low}) exceeds autoscale_max_replicas ({high})")
+
+
+def limits_cover_requests(ep: Endpoint) -> Iterator[Problem]:
+    """cpu_cores_limit >= cpu_cores and memory_gb_limit >= memory_gb."""
+    for v in ep.versions:
+        for request, limit in (("cpu_cores", "cpu_cores_limit"), ("memory_gb", "memory_gb_limit")):
+            low, high = v.settings[request], v.settings[limit]
+            if high is not None and high < low:
+                yield ep.version_problem(v, limit, f"{limit} ({high}) is below {request} ({low})")
+
+
+def resources_are_kubernetes_quantities(ep: Endpoint) -> Iterator[Problem]:
+    """CPU is granted in millicores, so cpu_cores must be a multiple of 0.001."""
+    for v in ep.versions:
+        for name in ("cpu_cores", "cpu_cores_limit"):
+            value = v.settings[name]
+            if value is not None and (Decimal(str(value)) * 1000) % 1 != 0:
+                yield ep.version_problem(v, name, f"{value} is finer than a millicore; use a multiple of 0.001")
+
+
+def object_names_fit(ep: Endpoint) -> Iterator[Problem]:
+    """`<endpoint>-<version>` names the version's Service and Deployment: at most 63 characters."""
+    for v in ep.versions:
+        object_name = f"{ep.name}-{v.name}"
+        if len(object_name) > MAX_OBJECT_NAME:
+            yield ep.problem(("versions", v.index, "version_name"),
+                             f"{object_name!r} ({len(object_name)} characters) names this version's Kubernetes "
+                             f"Service and must be at most {MAX_OBJECT_NAME}; shorten the endpoint or version name")
+
+
+def unique_models(ep: Endpoint) -> Iterator[Problem]:
+    """A version cannot list the same model name and version twice (they share a folder)."""
+    for v in ep.versions:
+        seen: set[tuple[str, str]] = set()
+        for i, model in enumerate(v.spec.get("models", [])):
+            key = (model["name"], str(model["version"]))
+            if key in seen:
+                yield ep.problem(("versions", v.index, "models", i),
+                                 f"model {key[0]}:{key[1]} is listed twice")
+            seen.add(key)
+
+
+def environment_variables_safe(ep: Endpoint) -> Iterator[Problem]:
+    """No secrets in environment variables, and none of the names endpointgen sets itself."""
+    for v in ep.versions:
+        variables = v.spec["inference_config"].get("environment_variables", {})
+        for name in variables:
+            path = ("versions", v.index, "inference_config", "environment_variables", name)
+            if name.upper() in RESERVED_ENV_VARS:
+                yield ep.problem(path, f"{name} is set by endpointgen from the spec; remove it")
+            elif SECRET_LIKE_ENV.search(name):
+                yield ep.problem(path, f"{name} looks like a secret, and values here are committed to git; "
+                                       "keep secrets in Key Vault and read them with workload identity")
+
+
+RULES: list[Rule] = [
+    name_matches_file,
+    name_is_not_reserved,
+    compute_target_matches_cluster,
+    namespace_is_not_a_system_one,
+    one_auth_mode,
+    token_auth_configured,
+    keys_referenced_properly,
+    app_insights_configured,
+    waivers_name_known_policies,
+    unique_version_names,
+    one_default_version,
+    one_control_version,
+    traffic_fits,
+    scaling_is_consistent,
+    replicas_in_range,
+    limits_cover_requests,
+    resources_are_kubernetes_quantities,
+    object_names_fit,
+    unique_models,
+    model_loader_configured,
+    environment_variables_safe,
+]
+
+
+def endpoint_problems(ep: Endpoint) -> list[Problem]:
+    """Every semantic problem of one endpoint."""
+    return [problem for rule in RULES for problem in rule(ep)]
+
+
+def environment_problems(env: Environment) -> Iterator[Problem]:
+    """The environment's own defaults must be consistent, even before an endpoint inherits them."""
+    defaults = env.defaults
+    pairs = (("autoscale_min_replicas", "autoscale_max_replicas"), ("cpu_cores", "cpu_cores_limit"),
+             ("memory_gb", "memory_gb_limit"))
+    for low, high in pairs:
+        if low in defaults and high in defaults and defaults[low] > defaults[high]:
+            yield env.doc.problem(("defaults", high), f"{high} ({defaults[high]}) is below {low} ({defaults[low]})")
+    for name in ("cpu_cores", "cpu_cores_limit"):
+        if name in defaults and (Decimal(str(defaults[name])) * 1000) % 1 != 0:
+            yield env.doc.problem(("defaults", name),
+                                  f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
+    yield from prometheus_settings_consistent(env)
+
+
+def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:
+    """KEDA must be able to reach and authenticate to the Prometheus the environment names."""
+    prometheus = env.settings.get("autoscaling", {}).get("prometheus")
+    if prometheus is None:
+        return
+    path = ("autoscaling", "prometheus")
+    address, auth = prometheus["server_address"], prometheus.get("auth", "none")
+    host = address.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    if host.endswith(AZURE_MONITOR_SUFFIX) and auth != "azure-workload":
+        yield env.doc.problem((*path, "auth") if "auth" in prometheus else (*path, "server_address"),
+                              "Azure Monitor managed Prometheus takes Azure AD tokens only: set auth: azure-workload")
+    if auth == "azure-workload" and not address.startswith("https://"):
+        yield env.doc.problem((*path, "server_address"), "workload identity tokens are sent over https only")
+    if "identity_id" in prometheus and auth != "azure-workload":
+        yield env.doc.problem((*path, "identity_id"), "identity_id is used with auth: azure-workload only")
+    window = prometheus.get("rate_window", "1m")
+    if int(window[:-1]) * (60 if window.endswith("m") else 1) < 30:
+        yield env.doc.problem((*path, "rate_window"), f"{window} is too short for rate(): use at least two scrape "
+                                                      "intervals (30s at the very least; 1m with a 30s scrape)")
+
+
+def colliding_objects(endpoints: list[Endpoint]) -> Iterator[Problem]:
+    """Two versions in one namespace of one cluster must not derive the same object name (a-b + c vs a + b-c)."""
+    owners: dict[tuple[str, str, str], str] = {}
+    for ep in endpoints:
+        for v in ep.versions:
+            key = (ep.env.name, ep.namespace, f"{ep.name}-{v.name}")
+            if key in owners and owners[key] != f"{ep.name}/{v.name}":
+                yield ep.problem(("versions", v.index, "version_name"),
+                                 f"object name {key[2]!r} in namespace {key[1]!r} is also derived from "
+                                 f"{owners[key]}; rename one version")
+            owners.setdefault(key, f"{ep.name}/{v.name}")
