@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec.defaults import AUTHORIZER_DEFAULTS
+from .views import csi_objects
 
 NAME = "endpointgen-key-auth"
 GRPC_PORT = 9191
@@ -60,15 +61,6 @@ def authorizer_view(env: Mapping[str, Any], keyed: Iterable[tuple[str, str, Mapp
         "mesh_configmap": f"istio-shared-configmap-{env['istio']['revision']}",
         "mesh_namespace": MESH_NAMESPACE,
     }
-
-
-def csi_objects(objects: list[dict[str, str]]) -> str:
-    """The Azure provider's `objects` parameter: each secret with the file path it is written to."""
-    lines = ["array:"]
-    for item in objects:
-        lines += ["  - |", f"    objectName: {item['objectName']}", "    objectType: secret",
-                  f"    objectAlias: {item['objectAlias']}"]
-    return "\n".join(lines) + "\n"
 
 
 def opa_config() -> str:

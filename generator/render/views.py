@@ -12,7 +12,6 @@ import posixpath
 from decimal import Decimal
 from typing import Any
 
-from ..spec.defaults import key_references
 from ..spec.model import Endpoint, Environment, Version
 from ..spec.traffic import route_weights
 from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
@@ -86,7 +85,6 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "endpointgen.io/traffic": json.dumps({v.name: w for v, w in zip(ep.versions, weights)}, sort_keys=True),
         **metadata_annotations(settings),
     }
-    keys = key_references(ep.name, settings, env)
     app_insights_secret = app_insights_secret_name(ep) if settings["enable_app_insights"] else None
     return {
         "name": ep.name,
@@ -99,7 +97,7 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "weighted_routes": weighted,
         "weighted_timeout": istio_duration(max(r["version"]["settings"]["scoring_timeout_ms"] for r in weighted)),
         "weighted_retries": retries(min(r["version"]["settings"]["scoring_retries"] for r in weighted)),
-        "auth_keys": keys,
+        "auth_keys": ep.key_refs,
         "client_id": env.get("key_vault", {}).get("client_id"),
         "app_insights_secret": app_insights_secret,
         "app_insights_objects": app_insights_objects(env) if app_insights_secret else None,
@@ -299,5 +297,16 @@ def auth_mode(ep: Endpoint) -> str:
 def app_insights_objects(env: dict[str, Any]) -> dict[str, Any]:
     """The Secrets Store CSI `objects` parameter and the synced Secret's data for the App Insights secrets."""
     found = app_insights_secrets(env["app_insights"])
-    objects = "array:\n" + "".join(f"  - |\n    objectName: {vault}\n    objectType: secret\n" for _, _, vault in found)
-    return {"objects": objects, "data": [{"objectName": vault, "key": key} for _, key, vault in found]}
+    return {"objects": csi_objects([{"objectName": vault} for _, _, vault in found]),
+            "data": [{"objectName": vault, "key": key} for _, key, vault in found]}
+
+
+def csi_objects(objects: list[dict[str, str]]) -> str:
+    """The Azure provider's `objects` parameter: each Key Vault secret, with the file path it is written to if
+    it has an objectAlias (the schemas allow letters, digits and '-' in both, so the YAML needs no quoting)."""
+    lines = ["array:"]
+    for item in objects:
+        lines += ["  - |", f"    objectName: {item['objectName']}", "    objectType: secret"]
+        if "objectAlias" in item:
+            lines.append(f"    objectAlias: {item['objectAlias']}")
+    return "\n".join(lines) + "\n"
