@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..problems import ProblemsFound, UsageError, display_path
+from ..problems import ProblemsFound, display_path
 from .base import cli, reports_errors
 
 
@@ -27,14 +27,11 @@ def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, sou
                   secrets: tuple[str, ...], port: int) -> None:
     """LocalWebservice: run a version's scoring script under the real Azure ML inference server, with the
     environment its pod gets."""
-    from ..edit.changes import parse_pair
+    from ..edit.changes import parse_pair, split_model
     from ..serve.server import serve
     model_dirs = {}
     for item in models:
-        name_version, _, folder = item.partition("=")
-        name, _, model_version = name_version.partition(":")
-        if not (name and model_version and folder):
-            raise UsageError(f"--model {item!r}: expected NAME:VERSION=DIR")
+        name, model_version, folder = split_model(item, "NAME:VERSION=DIR")
         model_dirs[f"{name}/{model_version}"] = Path(folder)
     secret_values = dict(parse_pair(p, "--secret") for p in secrets)
     ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))

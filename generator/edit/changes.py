@@ -232,13 +232,18 @@ def clear_exclusive(data: Any, chosen: CommentedMap, changes: Changes) -> None:
 MODEL = re.compile(r"^(?P<name>[^:=]+):(?P<version>[^=]+)=(?P<uri>.+)$")
 
 
-def parse_model(text: str) -> dict[str, Any]:
-    """`name:version=uri` -> {name, version, uri} (a numeric version becomes an integer)."""
+def split_model(text: str, expected: str) -> tuple[str, str, str]:
+    """`--model name:version=value` -> (name, version, value); a usage error showing `expected` otherwise."""
     match = MODEL.match(text)
     if not match:
-        raise UsageError(f"--model {text!r}: expected name:version=uri")
-    version: Any = match["version"]
-    return {"name": match["name"], "version": int(version) if version.isdigit() else version, "uri": match["uri"]}
+        raise UsageError(f"--model {text!r}: expected {expected}")
+    return match["name"], match["version"], match["uri"]
+
+
+def parse_model(text: str) -> dict[str, Any]:
+    """`name:version=uri` -> {name, version, uri} (a numeric version becomes an integer)."""
+    name, version, uri = split_model(text, "name:version=uri")
+    return {"name": name, "version": int(version) if version.isdigit() else version, "uri": uri}
 
 
 def parse_pair(text: str, option: str) -> tuple[str, str]:
