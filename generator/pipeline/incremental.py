@@ -76,7 +76,8 @@ def plan_changed(root: Path, env: str) -> Change | None:
     environment = repo.environments[0]
     view = environment_view(environment)
     fresh = {ep.name: ep for ep in repo.endpoints}
-    everyone: list[Endpoint | _Recorded] = [fresh.get(n) or _Recorded(n, recorded[n]["namespace"], recorded[n].get("keys")) for n in paths]
+    everyone: list[Endpoint | _Recorded] = [fresh.get(n) or _Recorded(n, recorded[n]["namespace"], recorded[n].get("keys"))
+                                            for n in paths]
     files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
                   + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
