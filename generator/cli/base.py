@@ -99,13 +99,14 @@ def schema_settings(root: Path, locations: tuple[str, ...], strict: bool, ignore
     """The Options of the schema knobs as given on the command line."""
     from ..check.kubeschemas import default_locations
     from ..check.manifests import Options
+    from ..output.cache import CACHE_DIR
     return Options(
         locations=list(locations) or default_locations(root),
         strict=strict,
         ignore_missing_schemas=ignore_missing_schemas,
         skip_kinds=frozenset(k.strip() for item in skip for k in item.split(",") if k.strip()),
         engine=engine,
-        cache_dir=root / ".endpointgen-cache" / "schemas",
+        cache_dir=root / CACHE_DIR / "schemas",
     )
 
 
