@@ -191,7 +191,7 @@ def test_the_provider_is_registered_and_served(lab: dict[str, Any]) -> None:
     pod = deployment["spec"]["template"]
     assert all(pod["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
     container = pod["spec"]["containers"][0]
-    assert container["image"] == "openpolicyagent/opa:1.9.0-envoy-6-static"  # the maintainers' OPA-Envoy image
+    assert container["image"] == "openpolicyagent/opa:1.15.2-envoy-static"  # the maintainers' OPA-Envoy image
     assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
     assert deployment["spec"]["replicas"] >= 2
     pdb = platform(lab, "PodDisruptionBudget")["endpointgen-key-auth"]
