@@ -69,3 +69,23 @@ def vendor_schemas_command(ctx: click.Context, location: str, target: Path | Non
     folder = target or ctx.obj / "schema" / "crds"
     for path in vendor_schemas(location, folder):
         click.echo(f"wrote {display_path(path, ctx.obj)}")
+
+
+@cli.command("tools")
+@click.option("--build", "build", is_flag=True, help="Build the tools that are not in the cache yet.")
+@click.argument("names", nargs=-1, metavar="[TOOL]...")
+@reports_errors
+def tools_command(build: bool, names: tuple[str, ...]) -> None:
+    """The pinned Go tools (tools/): version and cache folder of each, built first with --build."""
+    from ..check import gotools
+    from ..problems import UsageError
+    unknown = sorted(set(names) - set(gotools.TOOLS))
+    if unknown:
+        raise UsageError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(gotools.TOOLS)}")
+    for name in names or gotools.TOOLS:
+        tool = gotools.TOOLS[name]
+        if build:
+            gotools.ensure(tool)
+        folder = gotools.tool_dir(tool)
+        state = "built" if folder.exists() else "not built"
+        click.echo(f"{name} {tool.version}: {folder} ({state})")
