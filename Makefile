@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 
 validate: $(STAMP)
 	$(BIN)/endpointgen validate --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
-	$(BIN)/endpointgen validate --rendered --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
+	$(BIN)/endpointgen validate --rendered --engine both --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
 
 render: $(STAMP)
 	$(BIN)/endpointgen render $(ENV_FLAGS)

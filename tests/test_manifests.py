@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import stat
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import yaml
 from generator.check.kubeschemas import (DEFAULT_TEMPLATE, SchemaError, SchemaStore, as_template, builtin_dir,
                                          builtin_versions, expand)
 from generator.check.manifests import (KubeconformError, Options, RenderedObject, Report, check_environment,
+                                       disagreements, offline_builtin_schemas,
                                        objects_from_files, run_kubeconform, schema_store, schema_violations)
 from generator.pipeline.generate import plan
 from generator.render.objects import render_manifests
@@ -342,46 +341,63 @@ def test_http_schemas_and_404s_are_cached(server: _Server, tmp_path: Path) -> No
         SchemaStore(K8S, [server.url], cache_dir=tmp_path / "empty-cache").validator("keda.sh/v1alpha1", "ScaledObject")
 
 
-# --- run_kubeconform, directly ----------------------------------------------------------------------------------
+# --- run_kubeconform, directly: the pinned kubeconform (built by make tools, or here on first use) ---------------
 
 
-def _fake_kubeconform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report: str, code: int = 1) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kubeconform"
-    script.write_text(f"#!{sys.executable}\nimport sys\nfolder = sys.argv[-1]\n"
-                      f"print({report!r}.replace('FOLDER', folder))\nsys.exit({code})\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+def test_kubeconform_results_map_back_to_objects() -> None:
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    typed = deployment("b")
+    typed["spec"]["template"]["spec"]["containers"][0]["name"] = 7
+    typed["metadata"]["annotations"] = {"a/b": 3}
+    extra = deployment("c")
+    extra["spec"]["replicaz"] = 1
+    objects = [rendered(widget, "rendered/dev/a.yaml"), rendered(typed, "rendered/dev/b.yaml"),
+               rendered(extra, "rendered/dev/c.yaml"), rendered(deployment("d"), "rendered/dev/d.yaml")]
+    found = {(o.path, path, rule): message for o, path, message, rule in run_kubeconform(objects, K8S, Options())}
+    assert set(found) == {
+        ("rendered/dev/a.yaml", (), "schema-missing"),
+        ("rendered/dev/b.yaml", ("spec", "template", "spec", "containers", 0, "name"), "schema"),
+        ("rendered/dev/b.yaml", ("metadata", "annotations", "a/b"), "schema"),
+        ("rendered/dev/c.yaml", ("spec", "replicaz"), "schema"),
+    }
+    assert found[("rendered/dev/a.yaml", (), "schema-missing")] == "could not find schema for Widget (kubeconform)"
+    assert found[("rendered/dev/c.yaml", ("spec", "replicaz"), "schema")] == \
+        "unknown field 'replicaz': additional property not allowed (kubeconform)"
+    assert all(message.endswith("(kubeconform)") for message in found.values())
 
 
-def test_kubeconform_results_map_back_to_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = json.dumps({"resources": [
-        {"filename": "FOLDER/rendered/dev/a.yaml", "status": "statusError", "msg": "could not find schema for Widget"},
-        {"filename": "FOLDER/rendered/dev/b.yaml", "status": "statusInvalid",
-         "validationErrors": [{"path": "/spec/template/spec/containers/0/name", "msg": "expected string"},
-                              {"path": "/metadata/annotations/a~1b", "msg": "expected string"}]},
-        {"filename": "FOLDER/rendered/dev/b.yaml", "status": "statusValid"},
-        {"filename": "/somewhere/else.yaml", "status": "statusInvalid", "msg": "not ours"},
-        {"filename": "stdin", "status": "statusInvalid", "msg": "not ours either"},
-    ]})
-    _fake_kubeconform(tmp_path, monkeypatch, report)
-    a, b = rendered(deployment("a"), "rendered/dev/a.yaml"), rendered(deployment("b"), "rendered/dev/b.yaml")
-    found = run_kubeconform([a, b], K8S, Options())
-    assert [(o.path, path, message, rule) for o, path, message, rule in found] == [
-        ("rendered/dev/a.yaml", (), "could not find schema for Widget (kubeconform)", "schema"),
-        ("rendered/dev/b.yaml", ("spec", "template", "spec", "containers", 0, "name"), "expected string (kubeconform)",
-         "schema"),
-        ("rendered/dev/b.yaml", ("metadata", "annotations", "a/b"), "expected string (kubeconform)", "schema"),
-    ]
+def test_kubeconform_reads_the_bundled_kubernetes_schemas_offline(tmp_path: Path) -> None:
+    """kubernetes-validate's schemas refer to https://kubernetes.io/api/_definitions.json; the copies kubeconform
+    gets refer to the file beside them, so a nested field deep in the definitions is still checked."""
+    bad = deployment()
+    bad["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": {"nested": 1}}}
+    found = run_kubeconform([rendered(bad)], K8S, Options())
+    [(_, path, message, rule)] = found  # the quantity's oneOf: one finding naming each alternative
+    assert (path, rule) == (("spec", "template", "spec", "containers", 0, "resources", "requests", "cpu"), "schema")
+    assert "want null or string" in message and "want null or number" in message
+    offline_builtin_schemas(builtin_dir(K8S, True), tmp_path / "schemas", [rendered(deployment())])
+    text = (tmp_path / "schemas" / "deployment-apps-v1.json").read_text()
+    assert "kubernetes.io" not in text and '"_definitions.json#' in text
 
 
-def test_kubeconform_exit_0_without_output_means_no_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_kubeconform(tmp_path, monkeypatch, "", code=0)
+def test_kubeconform_valid_objects_have_no_findings() -> None:
     assert run_kubeconform([rendered(deployment())], K8S, Options()) == []
 
 
-def test_kubeconform_garbage_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_kubeconform(tmp_path, monkeypatch, "[1, 2]", code=1)
+def test_a_kubeconform_that_prints_no_report_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "kubeconform"
+    script.write_text("#!/bin/sh\necho '[1, 2]'\nexit 1\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("ENDPOINTGEN_KUBECONFORM", str(script))
     with pytest.raises(KubeconformError, match="kubeconform printed no JSON report"):
         run_kubeconform([rendered(deployment())], K8S, Options())
+
+
+def test_engines_disagree_is_reported_per_object() -> None:
+    a, b, c = rendered(deployment("a"), "a.yaml"), rendered(deployment("b"), "b.yaml"), rendered(deployment("c"), "c.yaml")
+    builtin = [(a, ("spec",), "bad", "schema"), (c, ("spec",), "bad", "schema"), (b, (), "privileged", "pss-privileged")]
+    theirs = [(b, ("spec", "x"), "worse (kubeconform)", "schema"), (c, (), "also bad (kubeconform)", "schema")]
+    found = disagreements([a, b, c], builtin, theirs)
+    assert [(o.path, rule) for o, _, _, rule in found] == [("a.yaml", "engines-disagree"), ("b.yaml", "engines-disagree")]
+    assert found[0][2] == "the schema engines disagree: built-in says spec: bad; kubeconform says valid"
+    assert found[1][2] == "the schema engines disagree: built-in says valid; kubeconform says spec.x: worse (kubeconform)"

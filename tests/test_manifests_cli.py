@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import stat
-import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from generator.check.kubeschemas import DEFAULT_TEMPLATE, builtin_dir
+from generator.check import gotools
 from generator.cli import cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -665,127 +663,80 @@ def test_github_output(rendered_repo: Path) -> None:
     assert f"::error file={BLUE},line={line},col={col}::" in result.stderr
 
 
-# --- 6. the kubeconform engine ---------------------------------------------------------------------------
-
-FAKE_KUBECONFORM = '''#!{python}
-"""A stand-in for kubeconform: records its argv and the files it was given, prints a canned JSON report."""
-import json, os, sys
-folder = sys.argv[-1]
-files = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
-with open({record!r}, "w") as out:
-    json.dump({{"argv": sys.argv[1:], "files": files}}, out)
-print(json.dumps({{"resources": [
-    {{"filename": os.path.join(folder, {blue!r}), "kind": "Deployment", "name": "sentiment-blue",
-      "version": "apps/v1", "status": "statusInvalid", "msg": "problem validating schema",
-      "validationErrors": [{{"path": "/spec/replicas", "msg": "expected integer, but got string"}}]}},
-    {{"filename": os.path.join(folder, {vs!r}), "kind": "VirtualService", "name": "sentiment",
-      "version": "networking.istio.io/v1", "status": "statusValid", "msg": ""}},
-]}}))
-sys.exit(1)
-'''
+# --- 6. the kubeconform engine: the pinned kubeconform (tools/kubeconform) -------------------------------------
 
 
-def _install(bin_dir: Path, name: str, text: str) -> Path:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    script = bin_dir / name
-    script.write_text(text)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return script
+def test_both_engines_agree_on_the_committed_output(rendered_repo: Path) -> None:
+    result = validate(rendered_repo, "--rendered", "--engine", "both", "--summary")
+    assert result.exit_code == 0, result.stderr
+    count = len(object_files(rendered_repo))
+    assert summary(count, count, count, 0, 0, 0) in result.stdout
 
 
-@pytest.fixture
-def fake_kubeconform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put the fake kubeconform first on PATH; returns the file its argv is recorded in."""
-    record = tmp_path / "kubeconform-call.json"
-    _install(tmp_path / "bin", "kubeconform",
-             FAKE_KUBECONFORM.format(python=sys.executable, record=str(record), blue=BLUE, vs=VS))
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    return record
-
-
-def _kubeconform_template_to_path(template: str, kind: str, api_version: str, version: str, strict: bool) -> str:
-    """Expand a schema location the way kubeconform does (registry.schemaPath)."""
-    group_parts = api_version.split("/")
-    suffix = "-" + group_parts[0].split(".")[0].lower() + (f"-{group_parts[1].lower()}" if len(group_parts) > 1 else "")
-    values = {"NormalizedKubernetesVersion": f"v{version}", "StrictSuffix": "-strict" if strict else "",
-              "ResourceKind": kind.lower(), "ResourceAPIVersion": group_parts[-1], "KindSuffix": suffix,
-              "Group": group_parts[0]}
-    for name, value in values.items():
-        template = template.replace(f"{{{{ .{name} }}}}", value)
-    assert "{{" not in template, template
-    return template
-
-
-def test_kubeconform_engine_arguments(rendered_repo: Path, fake_kubeconform: Path) -> None:
-    template = f"{CRD_SCHEMAS}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json"
-    result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--skip", "Secret",
-                      "--schema-location", str(CRD_SCHEMAS), "--schema-location", template, "--output", "json")
-    assert result.exit_code == 1
-    call = json.loads(fake_kubeconform.read_text())
-    argv = call["argv"]
-    locations = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-schema-location"]
-    assert len(locations) == 3
-    assert "-strict" in argv and "-ignore-missing-schemas" not in argv
-    assert argv[argv.index("-output") + 1] == "json"
-    version = argv[argv.index("-kubernetes-version") + 1]
-    assert version == "1.33.0"
-    # the bundled schemas first, as a template kubeconform resolves to the very files the builtin engine reads
-    bundled = _kubeconform_template_to_path(locations[0], "Deployment", "apps/v1", version, strict=True)
-    assert Path(bundled) == builtin_dir("1.33", True) / "deployment-apps-v1.json"
-    assert Path(bundled).is_file()
-    service = _kubeconform_template_to_path(locations[0], "Service", "v1", version, strict=True)
-    assert Path(service).is_file()
-    # each user location, a plain folder turned into the same {group}/{kind}_{version}.json layout endpointgen uses
-    assert locations[1:] == [f"{CRD_SCHEMAS}/{DEFAULT_TEMPLATE}", template]
-    vs = _kubeconform_template_to_path(locations[1], "VirtualService", "networking.istio.io/v1", version, True)
-    assert Path(vs).is_file()
-    # it is given a folder holding a copy of every object to check, under its repo path
-    assert call["files"] == object_files(rendered_repo, "dev")
-
-
-def test_kubeconform_findings_are_merged_with_endpointgen_rules(rendered_repo: Path, fake_kubeconform: Path) -> None:
+def test_kubeconform_checks_bundled_and_vendored_schemas(rendered_repo: Path) -> None:
+    """A Deployment (bundled Kubernetes schema) and a VirtualService (schema/crds) each with a wrong field: the
+    real kubeconform finds both, located at the line endpointgen points to, merged with endpointgen's rules."""
     replace_once(rendered_repo / BLUE, "  revisionHistoryLimit: 5\n", "  replicas: two\n  revisionHistoryLimit: 5\n")
     replace_after(rendered_repo / BLUE, SCORING, "            allowPrivilegeEscalation: false\n",
                   "            allowPrivilegeEscalation: false\n            privileged: true\n")
+    replace_once(rendered_repo / VS, "  gateways:\n", "  retryPolicy: fast\n  gateways:\n")
     result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--output", "json")
     assert result.exit_code == 1
     problems = json_problems(result)
+    schema = {p["path"]: p for p in with_rule(problems, "schema")}
+    assert set(schema) == {BLUE, VS}
     line, col = position(rendered_repo / BLUE, "  replicas: two", "two")
-    [schema] = with_rule(problems, "schema")
-    assert (schema["path"], schema["line"], schema["col"], schema["field"], schema["subject"]) == \
-        (BLUE, line, col, "spec.replicas", BLUE_SUBJECT)
-    assert schema["message"] == "expected integer, but got string (kubeconform)"
+    blue = schema[BLUE]
+    assert (blue["line"], blue["col"], blue["field"], blue["subject"]) == (line, col, "spec.replicas", BLUE_SUBJECT)
+    assert blue["message"] == "got string, want null or integer (kubeconform)"
+    line, col = position(rendered_repo / VS, "  retryPolicy: fast", "retryPolicy")
+    assert (schema[VS]["line"], schema[VS]["col"], schema[VS]["field"]) == (line, col, "spec.retryPolicy")
     assert [p["field"] for p in with_rule(problems, "no-replicas-under-hpa")] == ["spec.replicas"]
     assert [p["field"] for p in with_rule(problems, "pss-privileged")] == [
         "spec.template.spec.containers[0].securityContext.privileged"]
-    assert {p["path"] for p in problems} == {BLUE}
 
 
-def test_kubeconform_no_strict_and_ignore_missing_schemas(rendered_repo: Path, fake_kubeconform: Path) -> None:
-    validate(rendered_repo, "--env", "dev", "--engine", "kubeconform", "--no-strict", "--ignore-missing-schemas")
-    argv = json.loads(fake_kubeconform.read_text())["argv"]
-    assert "-strict" not in argv and "-ignore-missing-schemas" in argv
-    bundled = _kubeconform_template_to_path(argv[argv.index("-schema-location") + 1], "Deployment", "apps/v1",
-                                            argv[argv.index("-kubernetes-version") + 1], strict=False)
-    assert Path(bundled) == builtin_dir("1.33", False) / "deployment-apps-v1.json"
-    assert Path(bundled).is_file()
+def test_kubeconform_no_strict_and_ignore_missing_schemas(rendered_repo: Path) -> None:
+    replace_once(rendered_repo / BLUE, "  revisionHistoryLimit: 5\n", "  revisionHistoryLimit: 5\n  paused2: true\n")
+    widget = rendered_repo / SENTIMENT / "widget.yaml"
+    widget.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: ml-endpoints-dev\n")
+    replace_once(rendered_repo / SENTIMENT / "kustomization.yaml", "resources:\n", "resources:\n  - widget.yaml\n")
+    strict = json_problems(validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform",
+                                    "--output", "json"))
+    assert {(p["path"], p["rule"]) for p in strict} == {(BLUE, "schema"), (f"{SENTIMENT}/widget.yaml", "schema-missing")}
+    lenient = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--no-strict",
+                       "--ignore-missing-schemas")
+    assert lenient.exit_code == 0, lenient.stderr
 
 
-def test_kubeconform_missing_from_path(rendered_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "empty-bin").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    result = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform")
+def test_engines_disagreeing_fails_validation(rendered_repo: Path, tmp_path: Path) -> None:
+    """The real kubeconform told to reject one kind (its -reject flag) disagrees with the built-in engine on
+    exactly those objects, and --engine both fails on them."""
+    wrapper = tmp_path / "kubeconform"
+    wrapper.write_text(f'#!/bin/sh\nexec "{gotools.binary("kubeconform")}" -reject VirtualService "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    result = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "both", "--output", "json",
+                      env={"ENDPOINTGEN_KUBECONFORM": str(wrapper)})
     assert result.exit_code == 1
-    assert result.stderr.strip() == "endpointgen: error: --engine kubeconform needs a kubeconform binary on PATH"
+    problems = json_problems(result)
+    virtual_services = {f for f in object_files(rendered_repo, "dev") if "/virtualservice-" in f}
+    assert {(p["path"], p["rule"]) for p in problems} == {(f, "engines-disagree") for f in virtual_services}
+    assert len(virtual_services) == 2 and problems[0]["message"] == ("the schema engines disagree: built-in says valid; kubeconform says (object): "
+                                      "prohibited resource kind VirtualService (kubeconform)")
 
 
-def test_kubeconform_that_prints_no_report_is_an_error(rendered_repo: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    _install(tmp_path / "bin", "kubeconform", "#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 1\n")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform")
-    assert result.exit_code == 1
-    assert result.stderr.startswith("endpointgen: error: kubeconform printed no JSON report (exit 1): flag provided")
+def test_kubeconform_elsewhere_and_missing(rendered_repo: Path, tmp_path: Path) -> None:
+    missing = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform",
+                       env={"ENDPOINTGEN_KUBECONFORM": str(tmp_path / "nowhere")})
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (f"endpointgen: error: ENDPOINTGEN_KUBECONFORM={tmp_path / 'nowhere'} is not an "
+                                      "executable file")
+    script = tmp_path / "kubeconform"
+    script.write_text("#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 1\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    broken = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform", env={"ENDPOINTGEN_KUBECONFORM": str(script)})
+    assert broken.exit_code == 1
+    assert broken.stderr.startswith("endpointgen: error: kubeconform printed no JSON report (exit 1): flag provided")
 
 
 def test_kustomization_must_list_exactly_the_rendered_files(rendered_repo: Path) -> None:

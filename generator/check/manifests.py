@@ -8,8 +8,8 @@ the object and JSON path, policy findings an endpoint waived kept apart.
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -21,10 +21,11 @@ from typing import Any
 import fast_yaml
 import yaml
 
-from ..problems import EndpointgenError, Problem
+from ..problems import EndpointgenError, Problem, UsageError
 from ..render.templates import load_documents
 from ..spec.loader import Document, LoadError, format_field, parse_yaml
 from ..spec.waivers import POLICIES
+from . import gotools
 from .apiserver import JsonPath, metadata_of, object_rules, set_rules
 from .kubeschemas import SchemaError, SchemaStore, as_template, builtin_dir
 from .policy import endpoint_policies, object_policies
@@ -158,10 +159,13 @@ def check_environment(objects: list[RenderedObject], kubernetes_version: str, op
     kept = [o for o in objects if o.obj.get("kind") not in options.skip_kinds]
     report.skipped += len(objects) - len(kept)
     found: list[tuple[RenderedObject, JsonPath, str, str]] = []
-    if options.engine == "kubeconform":
-        found += run_kubeconform(kept, kubernetes_version, options)
-    else:
+    if options.engine == "builtin":
         found += schema_violations(kept, kubernetes_version, options)
+    elif options.engine == "kubeconform":
+        found += run_kubeconform(kept, kubernetes_version, options)
+    else:  # both: the built-in findings, and any object the two engines judge differently
+        builtin = schema_violations(kept, kubernetes_version, options)
+        found += builtin + disagreements(kept, builtin, run_kubeconform(kept, kubernetes_version, options))
     for o in kept:
         try:
             found += [(o, *v) for v in object_rules(o.obj)]
@@ -222,28 +226,59 @@ def schema_violations(objects: list[RenderedObject], kubernetes_version: str,
     return found
 
 
+Finding = tuple[RenderedObject, JsonPath, str, str]
+SCHEMA_RULES = ("schema", "schema-missing")
+
+
+def disagreements(objects: list[RenderedObject], builtin: list[Finding], kubeconform: list[Finding]) -> list[Finding]:
+    """A finding for each object one schema engine passes and the other does not (--engine both)."""
+    def verdicts(found: list[Finding]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for o, path, message, rule in found:
+            if rule in SCHEMA_RULES:
+                out.setdefault(id(o), f"{format_field(path) or '(object)'}: {message}")
+        return out
+
+    ours, theirs = verdicts(builtin), verdicts(kubeconform)
+    return [(o, (), f"the schema engines disagree: built-in says {ours.get(id(o), 'valid')}; kubeconform says "
+                    f"{theirs.get(id(o), 'valid')}", "engines-disagree")
+            for o in objects if (id(o) in ours) != (id(o) in theirs)]
+
+
+def kubeconform_binary() -> str:
+    """The pinned kubeconform (tools/kubeconform), built on first use; ENDPOINTGEN_KUBECONFORM names another."""
+    configured = os.environ.get("ENDPOINTGEN_KUBECONFORM")
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise KubeconformError(f"ENDPOINTGEN_KUBECONFORM={configured} is not an executable file")
+        return configured
+    try:
+        return str(gotools.binary("kubeconform"))
+    except UsageError as exc:
+        raise KubeconformError(f"--engine kubeconform: {exc}") from None
+
+
 def run_kubeconform(objects: list[RenderedObject], kubernetes_version: str,
-                    options: Options) -> list[tuple[RenderedObject, JsonPath, str, str]]:
-    """Schema validation by a kubeconform binary on PATH, with the same locations; its findings mapped back."""
-    binary = shutil.which("kubeconform")
-    if binary is None:
-        raise KubeconformError("--engine kubeconform needs a kubeconform binary on PATH")
+                    options: Options) -> list[Finding]:
+    """Schema validation by the pinned kubeconform, with the same locations; its findings mapped back."""
+    binary = kubeconform_binary()
     builtin = builtin_dir(kubernetes_version, options.strict)
     version = builtin.name[1:].split("-")[0]
     by_path = {o.path: o for o in objects}
     with tempfile.TemporaryDirectory(prefix="endpointgen-kubeconform-") as tmp:
+        bundled = Path(tmp) / "bundled-schemas"
+        offline_builtin_schemas(builtin, bundled, objects)
         for o in objects:
-            target = Path(tmp) / o.path
+            target = Path(tmp) / "objects" / o.path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(o.text)
         args = [binary, "-output", "json", "-kubernetes-version", version,
-                "-schema-location", f"{builtin.parent}/{{{{ .NormalizedKubernetesVersion }}}}-local"
-                                    "{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"]
+                "-schema-location", f"{bundled}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"]
         for location in options.locations:
             args += ["-schema-location", as_template(location)]
         args += ["-strict"] if options.strict else []
         args += ["-ignore-missing-schemas"] if options.ignore_missing_schemas else []
-        args += [tmp]
+        args += [str(Path(tmp) / "objects")]
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
         try:  # exit 1 only means "invalid resources found" when the JSON report came with it
             resources = json.loads(result.stdout if result.stdout.strip() or result.returncode else "{}")
@@ -254,15 +289,65 @@ def run_kubeconform(objects: list[RenderedObject], kubernetes_version: str,
         found: list[tuple[RenderedObject, JsonPath, str, str]] = []
         for resource in resources:
             filename = Path(resource.get("filename", "")).resolve()
-            inside = filename.is_relative_to(Path(tmp).resolve())
-            o = by_path.get(filename.relative_to(Path(tmp).resolve()).as_posix()) if inside else None
+            folder = (Path(tmp) / "objects").resolve()
+            o = by_path.get(filename.relative_to(folder).as_posix()) if filename.is_relative_to(folder) else None
             if o is None or resource.get("status") not in ("statusInvalid", "statusError"):
                 continue
-            errors = resource.get("validationErrors") or [{"path": "", "msg": resource.get("msg", "")}]
-            for error in errors:
-                path = tuple(_json_pointer(error.get("path", "")))
-                found.append((o, path, f"{error.get('msg')} (kubeconform)", "schema"))
+            missing = resource.get("status") == "statusError" and str(resource.get("msg")).startswith("could not find")
+            found += [(o, path, message, "schema-missing" if missing else "schema")
+                      for path, message in kubeconform_errors(resource)]
         return found
+
+
+def kubeconform_errors(resource: dict[str, Any]) -> list[tuple[JsonPath, str]]:
+    """kubeconform's errors of one resource, at the deepest instance paths its message names.
+
+    Its `validationErrors` stop at the first level of the schema (`/spec: validation failed`); the message
+    holds the whole tree (`- at '/spec/replicas': got string, want null or integer`), so the leaves come
+    from there. Unknown fields are located at their key, as the built-in engine does.
+    """
+    message = str(resource.get("msg", ""))
+    tree = re.findall(r"- at '([^']*)': (.*?)(?= - at '|$)", message)
+    leaves = [(p, m) for p, m in tree if not any(q != p and q.startswith(p.rstrip("/") + "/") for q, _ in tree)]
+    if not leaves:
+        leaves = [(e.get("path", ""), e.get("msg", "")) for e in resource.get("validationErrors") or []] or \
+                 [("", message)]
+    out: dict[JsonPath, list[str]] = {}  # one finding per path: a oneOf names each alternative at the same path
+    for pointer, text in leaves:
+        path = tuple(_json_pointer(pointer))
+        unknown = re.fullmatch(r"additional propert(?:y|ies) (.+) not allowed", text.strip())
+        if unknown:
+            for key in re.findall(r"'([^']*)'", unknown.group(1)):
+                out.setdefault(path + (key,), []).append(f"{UNKNOWN_FIELD}{key!r}: additional property not allowed")
+        else:
+            out.setdefault(path, []).append(text.strip())
+    return [(path, "; ".join(messages) + " (kubeconform)") for path, messages in out.items()]
+
+
+BUNDLED_DEFINITIONS = '"$ref": "/api/_definitions.json#'
+
+
+def offline_builtin_schemas(builtin: Path, target: Path, objects: list[RenderedObject]) -> None:
+    """The bundled Kubernetes schemas of these objects' kinds, as kubeconform can read them offline.
+
+    kubernetes-validate's schemas carry `$id: https://kubernetes.io/api/...` and refer to
+    `/api/_definitions.json`, which kubeconform would fetch from kubernetes.io; the copies drop the `$id`s and
+    refer to the `_definitions.json` beside them (kubeconform's file names: `<kind><-group-version>.json`).
+    """
+    target.mkdir(parents=True)
+    definitions = json.loads((builtin / "_definitions.json").read_text(encoding="utf-8"))
+    definitions.pop("$id", None)
+    (target / "_definitions.json").write_text(json.dumps(definitions), encoding="utf-8")
+    for o in objects:
+        api, kind = str(o.obj.get("apiVersion", "")), str(o.obj.get("kind", ""))
+        group, _, version = api.rpartition("/")
+        name = f"{kind.lower()}-{(group or version).split('.')[0].lower()}{f'-{version.lower()}' if group else ''}.json"
+        source, copy = builtin / name, target / name
+        if source.is_file() and not copy.exists():
+            schema = json.loads(source.read_text(encoding="utf-8").replace(BUNDLED_DEFINITIONS,
+                                                                           '"$ref": "_definitions.json#'))
+            schema.pop("$id", None)
+            copy.write_text(json.dumps(schema), encoding="utf-8")
 
 
 def _json_pointer(pointer: str) -> Iterable[str | int]:

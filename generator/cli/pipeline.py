@@ -24,8 +24,9 @@ from .base import (ProgressBar, cli, env_option, print_findings, quiet_option, r
               help="Check the files in rendered/ and clusters/ instead of an in-memory render.")
 @click.option("--specs-only", is_flag=True, help="Check the specs only, not the rendered manifests.")
 @schema_options
-@click.option("--engine", type=click.Choice(["builtin", "kubeconform"]), default="builtin", show_default=True,
-              help="Schema validation engine; kubeconform runs the binary on PATH with the same locations.")
+@click.option("--engine", type=click.Choice(["builtin", "kubeconform", "both"]), default="builtin", show_default=True,
+              help="Schema validation engine: kubeconform runs the pinned kubeconform (built on first use) with the "
+                   "same locations; both runs the two and fails on any object they judge differently.")
 @click.option("--summary", is_flag=True, help="Print a summary line of the objects checked.")
 @quiet_option
 @click.pass_context

@@ -36,7 +36,7 @@ def validate_manifests(root: Path, envs: Sequence[str], options: Options, *, fro
     then checks what no endpoint owns: the platform objects, stray files and the environment's root listing.
     """
     schema_store.cache_clear()  # schemas are read afresh by every run (and compiled once in it)
-    if options.engine == "kubeconform":
+    if options.engine in ("kubeconform", "both"):
         return _validate_with_kubeconform(root, envs, options, from_disk=from_disk, progress=progress)
     environments = load_environments(root, envs)
     compile_schemas(environments, options)
