@@ -1,22 +1,24 @@
-"""Key auth end to end, offline: the rendered authorizer, and its policy evaluated by a real Rego engine (regopy).
+"""Key auth, offline: the rendered authorizer, and its policy evaluated by the OPA-Envoy plugin's own binary.
 
 The policy and its data come from the rendered objects: policy.rego and data.json from the authorizer's
 ConfigMap, and the keys from the files the Secrets Store CSI driver would write for the rendered
-SecretProviderClasses (each object at `<mount>/<objectAlias>`), loaded the way `opa run --watch ... apikeys:/keys`
-loads a folder: every directory below the root is a level of data.apikeys, a YAML file's content its value.
-Requests are shaped as OPA-Envoy builds its input from Envoy's ext_authz CheckRequest.
+SecretProviderClasses (each object at `<mount>/<objectAlias>`), loaded by OPA's own loader with the paths the
+Deployment gives `opa run` (`/policy apikeys:/keys`), here through `opa eval`. Requests are shaped as OPA-Envoy
+builds its input from Envoy's ext_authz CheckRequest; tests/dataplane/test_keyauth_e2e.py sends real ones.
+The policy's unit tests (generator/render/keyauth_test.rego) run under `opa test`.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from regopy import Interpreter
 
+from generator.check import gotools
 from render_helpers import copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, write_endpoint
 
 KEYS = {  # (vault, namespace, endpoint, slot) -> the value in Key Vault; never in git, only in this test
@@ -61,24 +63,21 @@ def csi_files(lab: dict[str, Any], root: Path, keys: dict[tuple[str, str, str, s
                 path.write_text(value)
 
 
-def opa_data(lab: dict[str, Any], root: Path) -> dict[str, Any]:
-    """What the authorizer's arguments load: /policy (data.json at the root) and apikeys:/keys (by folder)."""
+def opa_data(lab: dict[str, Any], root: Path) -> list[str]:
+    """The authorizer's data arguments, as `opa` flags on this machine: its policy folder (the ConfigMap's
+    policy.rego and data.json) and `apikeys:<the CSI folder>`, the paths of the Deployment's `run` arguments."""
     container = platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]["containers"][0]
-    prefix, _, keys_root = next(a for a in container["args"] if a.startswith("apikeys:")).partition(":")
     configmap = platform(lab, "ConfigMap")["endpointgen-key-auth"]
-    data: dict[str, Any] = json.loads(configmap["data"]["data.json"])
-    tree: dict[str, Any] = {}
-    for path in sorted((root / keys_root.lstrip("/")).rglob("*.yaml")):
-        *folders, _ = path.relative_to(root / keys_root.lstrip("/")).parts
-        node = tree
-        for folder in folders[:-1]:
-            node = node.setdefault(folder, {})
-        node[folders[-1]] = yaml.safe_load(path.read_text())
-    data[prefix] = tree
-    return data
+    policy = root / "policy"
+    policy.mkdir(exist_ok=True)
+    for name in ("policy.rego", "data.json"):
+        (policy / name).write_text(configmap["data"][name])
+    paths = [a for a in container["args"] if not a.startswith("-") and a != "run"]
+    assert paths == ["/policy", "apikeys:/keys"]
+    return ["--data", str(policy), "--data", f"apikeys:{root / 'keys'}"]
 
 
-def decide(lab: dict[str, Any], data: dict[str, Any], principal: str | None, authorization: str | None
+def decide(lab: dict[str, Any], data: list[str], principal: str | None, authorization: str | None
            ) -> dict[str, Any]:
     """OPA-Envoy's decision for a request to the workload `principal` with that Authorization header."""
     headers = {":method": "POST", ":path": "/score", ":authority": "ml.contoso.com", "content-type": "application/json",
@@ -95,14 +94,12 @@ def decide(lab: dict[str, Any], data: dict[str, Any], principal: str | None, aut
     }
     if principal is not None:
         attributes["destination"]["principal"] = principal
-    rego = Interpreter()
-    rego.add_module("policy.rego", platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["policy.rego"])
-    rego.add_data(data)
-    rego.set_input({"attributes": attributes, "parsed_path": ["score"], "parsed_query": {}, "parsed_body": None,
-                    "version": {"encoding": "protojson", "ext_authz": "v3"}})
-    out = rego.query("decision := data.envoy.authz.allow")
-    assert out.ok(), str(out)
-    return out[0]["decision"]  # type: ignore[no-any-return]
+    request = {"attributes": attributes, "parsed_path": ["score"], "parsed_query": {}, "parsed_body": None,
+               "version": {"encoding": "protojson", "ext_authz": "v3"}}
+    result = subprocess.run([str(gotools.binary("opa", "opa-envoy-plugin")), "eval", "--format", "json", *data,
+                             "--stdin-input", "data.envoy.authz.allow"], input=json.dumps(request),
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)["result"][0]["expressions"][0]["value"]  # type: ignore[no-any-return]
 
 
 SENTIMENT = "spiffe://cluster.local/ns/ml-endpoints/sa/sentiment"
@@ -256,3 +253,18 @@ def test_the_authorizer_namespace_is_not_an_endpoint_namespace(tmp_path: Path) -
     result = run_cli(root, "validate", "--specs-only", "--env", "prod")
     assert result.exit_code == 1
     assert "namespace 'endpointgen-auth' belongs to the cluster or the platform" in result.stderr
+
+
+def test_the_policy_unit_tests_pass_with_opa_test(tmp_path: Path) -> None:
+    """generator/render/keyauth_test.rego under `opa test`; the same tests fail on a policy that accepts short keys."""
+    opa = str(gotools.binary("opa", "opa"))
+    policy = Path(__file__).resolve().parent.parent / "generator" / "render"
+    result = subprocess.run([opa, "test", str(policy / "keyauth.rego"), str(policy / "keyauth_test.rego")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("PASS: 5/5")
+    weakened = tmp_path / "keyauth.rego"
+    weakened.write_text((policy / "keyauth.rego").read_text().replace("min_key_length := 16", "min_key_length := 1"))
+    result = subprocess.run([opa, "test", str(weakened), str(policy / "keyauth_test.rego")], capture_output=True,
+                            text=True)
+    assert result.returncode != 0 and "test_short_or_non_string_keys_never_match: FAIL" in result.stdout
