@@ -52,6 +52,7 @@ import (
 	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/kube/inject"
+	istiolog "istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/security"
 	"istio.io/istio/pkg/webhooks/validation/server"
 	"istio.io/istio/security/pkg/server/ca/authenticate/kubeauth"
@@ -65,6 +66,11 @@ func (m *meshFiles) Set(v string) error { *m = append(*m, v); return nil }
 func main() {
 	if len(os.Args) < 2 {
 		fail(errors.New("usage: meshlab inject|validate|serve [flags]"))
+	}
+	logs := istiolog.DefaultOptions() // istiod's logs to stderr: stdout carries the commands' results
+	logs.OutputPaths, logs.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	if err := istiolog.Configure(logs); err != nil {
+		fail(err)
 	}
 	var err error
 	switch os.Args[1] {
