@@ -1,0 +1,1 @@
+"""The data-plane harness and its tests (README.md)."""

@@ -1,0 +1,99 @@
+"""Key auth end to end: the sidecar istiod configured from the CUSTOM AuthorizationPolicy calls the real OPA-Envoy
+plugin (the rendered Deployment's image, arguments, policy and config), which reads the keys from the files the
+Secrets Store CSI driver lays out for the rendered SecretProviderClasses, and decides by the identity the
+scoring pod's sidecar presents over mTLS.
+
+The prod example plus a keyed endpoint in another namespace with its keys in another Key Vault.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .labs import inference_image, rendered_objects, up
+from .mesh import Mesh
+from render_helpers import copy_examples, version_spec, write_endpoint
+
+PRIMARY, SECONDARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "mlk_Sentiment1Second1bbbbbbbbbbbbbb"
+FRAUD_KEY = "mlk_Fraud2Primary2ccccccccccccccccccc"
+VAULTS = {
+    "kv-ml-prod": {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": SECONDARY,
+                   "appinsights-instrumentation-key": "00000000-0000-0000-0000-000000000000",
+                   "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"},
+    "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY},
+}
+SENTIMENT, FRAUD = "/api/v1/service/sentiment/score", "/api/v1/service/fraud/score"
+DENIED = 401
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iterator[Mesh]:
+    root = copy_examples(tmp_path_factory.mktemp("keyauth") / "repo")
+    write_endpoint(root, "prod", "fraud", [version_spec("gbm-v1", models=[], num_replicas=1, autoscale_enabled=False)],
+                   namespace="fraud-ml", auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
+    objects = rendered_objects(root, "prod")
+    images = {c["image"]: inference_image(scoring_script, "src/score.py" if c["image"].startswith("mlacr") else "score.py")
+              for o in objects if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+              if c["name"] == "scoring"}
+    yield from up(objects, tmp_path_factory.mktemp("keyauth-mesh"), scoring_images=images, key_vaults=VAULTS,
+                  replicas={"sentiment-blue": 1, "sentiment-green": 1, "fraud-gbm-v1": 1,
+                            "endpointgen-key-auth": 1})
+
+
+def call(mesh: Mesh, path: str, authorization: str | None) -> Any:
+    return mesh.request(path, body="{}", headers={"Authorization": authorization} if authorization else {})
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {PRIMARY}", f"Bearer {SECONDARY}", f"bearer {PRIMARY}"])
+def test_the_endpoints_keys_pass_and_never_reach_the_model(mesh: Mesh, authorization: str) -> None:
+    response = call(mesh, SENTIMENT, authorization)
+    assert response.status == 200, response.body
+    assert response.json()["authorization"] is None  # the authorizer had the sidecar remove the header
+
+
+@pytest.mark.parametrize("authorization", [None, f"Basic {PRIMARY}", PRIMARY, "Bearer ", f"Bearer {PRIMARY}x",
+                                           f"Bearer {PRIMARY[:-1]}", f"Bearer {FRAUD_KEY}"])
+def test_anything_else_gets_401_and_nothing_says_why(mesh: Mesh, authorization: str | None) -> None:
+    response = call(mesh, SENTIMENT, authorization)
+    assert (response.status, response.headers.get("www-authenticate"), response.body) == (DENIED, "Bearer", b"")
+
+
+def test_each_endpoint_takes_only_its_own_keys(mesh: Mesh) -> None:
+    """Another namespace, another Key Vault: the decision follows the destination's SPIFFE identity."""
+    assert call(mesh, FRAUD, f"Bearer {FRAUD_KEY}").status == 200
+    assert call(mesh, FRAUD, f"Bearer {PRIMARY}").status == DENIED
+
+
+def test_a_rotated_key_takes_effect_without_a_restart(mesh: Mesh) -> None:
+    """Key Vault's new version written where the CSI driver keeps it (atomically, beside a dot-file OPA's
+    --ignore=.* skips): the authorizer reloads it; the old key stops working, the secondary keeps working."""
+    [authorizer] = [p for p in mesh.pods.values() if p.namespace == "endpointgen-auth"]
+    key_file = authorizer.volumes["keys-kv-ml-prod"] / "ml-endpoints" / "sentiment" / "primary" / "key.yaml"
+    assert key_file.read_text() == PRIMARY
+    rotated = "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"
+    staged = key_file.with_name(".key.yaml.new")
+    staged.write_text(rotated)
+    os.replace(staged, key_file)
+    deadline = time.monotonic() + 30
+    while call(mesh, SENTIMENT, f"Bearer {rotated}").status != 200:
+        assert time.monotonic() < deadline, "the rotated key was not accepted within 30 s"
+        time.sleep(0.5)
+    assert call(mesh, SENTIMENT, f"Bearer {PRIMARY}").status == DENIED
+    assert call(mesh, SENTIMENT, f"Bearer {SECONDARY}").status == 200
+    assert authorizer.containers["opa"].process.poll() is None  # reloaded, not restarted
+
+
+def test_without_the_authorizer_calls_fail_closed(mesh: Mesh) -> None:
+    """failOpen false: with every authorizer replica gone, a keyed call gets the provider's statusOnError (503),
+    even with a right key; nothing reaches the model. Last in this module: it stops the authorizer."""
+    [authorizer] = [p for p in mesh.pods.values() if p.namespace == "endpointgen-auth"]
+    authorizer.signal("opa", 9)
+    authorizer.containers["opa"].process.wait(timeout=10)
+    response = call(mesh, SENTIMENT, f"Bearer {SECONDARY}")
+    assert response.status == 503, response.body
