@@ -10,14 +10,16 @@ ENV_FLAGS := $(foreach e,$(ENVS),--env $(e))
 CRD_SCHEMAS ?=
 SCHEMA_FLAGS := $(foreach s,$(CRD_SCHEMAS),--schema-location $(s))
 
-.PHONY: install validate render check test tools golden checkov crds clean help
+.PHONY: install validate render check test e2e tools system-packages golden checkov crds clean help
 
 help:
 	@echo "make install   create .venv and install endpointgen with its test extras"
 	@echo "make validate  validate every environment and endpoint spec"
 	@echo "make render    validate and render rendered/<env> and clusters/<env>"
 	@echo "make check     fail when rendered/ or clusters/ are not current"
-	@echo "make test      run the test suite"
+	@echo "make test      run the test suite (builds the pinned Go tools first: make tools)"
+	@echo "make e2e       run only the data-plane tests (istiod, Envoy, OPA-Envoy, the inference server)"
+	@echo "make tools     build the pinned Go tools (tools/) into ~/.cache/endpointgen/tools, once per version"
 	@echo "make golden    refresh the golden files of the render tests"
 	@echo "make checkov   run checkov (its own venv) on rendered/ and on tests/fixtures/every-field, rendered"
 	@echo "make crds      refresh schema/crds from a CRD schema catalog (CATALOG=folder or template)"
@@ -32,6 +34,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 validate: $(STAMP)
+	$(BIN)/endpointgen tools --build kubeconform
 	$(BIN)/endpointgen validate --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
 	$(BIN)/endpointgen validate --rendered --engine both --summary $(SCHEMA_FLAGS) $(ENV_FLAGS)
 
@@ -47,13 +50,27 @@ golden: $(STAMP)
 test: $(STAMP) tools
 	$(BIN)/pytest -q
 
-# Tools the tests run besides the Python packages: promtool (Debian package prometheus) evaluates the
-# autoscaling PromQL. Installed with apt when missing and root, else named.
-tools:
-	@command -v promtool >/dev/null || { \
+# The data-plane tests alone (tests/dataplane); their last line reads "data-plane: N passed, M failed".
+e2e: $(STAMP) tools
+	$(BIN)/pytest -q tests/dataplane
+
+# The pinned Go tools (tools/: kubeconform, Istio's pilot-discovery, pilot-agent and meshlab, OPA-Envoy and opa),
+# built from the Go module proxy once per version (endpointgen tools lists them), and what the tests run
+# besides Python packages.
+tools: $(STAMP) system-packages
+	$(BIN)/endpointgen tools --build
+
+# promtool (Debian prometheus) evaluates the autoscaling PromQL; iptables and iproute2 build the data-plane
+# tests' pods (istio-init's rules, network namespaces); Go builds the tools. Installed with apt when missing
+# and root, else named.
+SYSTEM_COMMANDS := promtool:prometheus iptables:iptables ip:iproute2 nsenter:util-linux
+system-packages:
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  else echo "make test needs promtool: install the Debian package prometheus (or a Prometheus release)" >&2; exit 2; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "make test needs the Debian packages:$$missing" >&2; exit 2; fi; fi
+	@command -v go >/dev/null || { echo "make tools needs the Go toolchain (Go 1.26 or newer)" >&2; exit 2; }
 
 # checkov, the Kubernetes policy suite, in a venv of its own (its pins are not ours), on the committed output
 # and on a temporary render of tests/fixtures/every-field (one run each: checkov 3.3 given two --directory
