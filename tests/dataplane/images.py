@@ -34,6 +34,9 @@ class Image:
     # /root is 0700 here; images are readable by their users, so the image's /root is opened up
     dirs: dict[str, int] = field(default_factory=lambda: {"/root": 0o755})
     working_dir: str = "/"
+    # folders of this machine the image's programs run from (the virtualenv), visible even under the
+    # container's own empty /tmp when the checkout lives there
+    shared: tuple[str, ...] = (sys.prefix,)
 
 
 Registry = Callable[[str], Image]

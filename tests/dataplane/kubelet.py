@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,13 +256,14 @@ class Pod:
                   for m in container.get("volumeMounts", [])] + self.extra_mounts
         sysctls = {s["name"]: s["value"] for s in self.spec.get("securityContext", {}).get("sysctls", [])}
         spec = {"netns": self.netns, "state": str(self.work / "containers" / container["name"]),
-                "image": image.files, "dirs": image.dirs, "argv": command + args, "env": env, "mounts": mounts,
+                "image": image.files, "dirs": image.dirs, "shared": list(image.shared), "argv": command + args,
+                "env": env, "mounts": mounts,
                 "uid": uid or 0, "gid": gid or 0, "readOnlyRoot": bool(context.get("readOnlyRootFilesystem")),
                 "workingDir": container.get("workingDir", image.working_dir), "sysctls": sysctls}
         spec_file = self.work / f"{container['name']}.json"
         spec_file.write_text(json.dumps(spec, indent=1))
         log = self.work / f"{container['name']}.log"
-        process = self.sandbox.start(["python3", str(LAUNCHER), str(spec_file)], log)
+        process = self.sandbox.start([sys.executable, str(LAUNCHER), str(spec_file)], log)
         running = RunningContainer(container["name"], process, log, container)
         self.containers[container["name"]] = running
         return running

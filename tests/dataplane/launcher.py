@@ -4,8 +4,9 @@
 
 SPEC: {"netns": "/run/netns/POD" or null, "state": folder for this container's root file system,
 "image": {"PATH": "host path"} (files the image adds, linked in), "dirs": {"PATH": mode} (the image's
-folders and their modes), "argv": [...], "env": {...}, "mounts": [{"path", "source", "readOnly"}],
-"uid", "gid", "readOnlyRoot", "workingDir", "sysctls": {"net.ipv4.x": "v"}}.
+folders and their modes), "shared": [host folders its programs run from, bound read-only], "argv": [...],
+"env": {...}, "mounts": [{"path", "source", "readOnly"}], "uid", "gid", "readOnlyRoot", "workingDir",
+"sysctls": {"net.ipv4.x": "v"}}.
 
 The root file system is an overlay of the machine's own (the lower layer, never written) and the image's
 files; volumes are bind mounts at their paths, /tmp is empty, the root is read-only when the container asks;
@@ -84,6 +85,11 @@ def root_file_system(spec: dict) -> Path:
     for special in ("proc", "dev", "sys"):
         mount(f"/{special}", str(merged / special), None, MS_BIND | MS_REC)
     mount("tmpfs", str(merged / "tmp"), "tmpfs", 0, "mode=1777")
+    for path in spec.get("shared", []):  # the machine's folders the image's programs need, read-only
+        target = merged / path.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        mount(path, str(target), None, MS_BIND | MS_REC)
+        mount(path, str(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     for volume in spec.get("mounts", []):
         target = inside(merged, volume["path"])
         source = Path(volume["source"])

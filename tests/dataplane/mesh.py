@@ -188,7 +188,7 @@ class Mesh:
         kube = [*objects, *[p.obj for p in pods], *self.endpoint_slices(objects, [p.obj for p in pods])]
         self.start_istiod(kube)
         for pod in pods:
-            self.write_workload_certs(pod)
+            self.prepare(pod)
         self.start_pods(pods, timeout)
 
     def platform_objects(self) -> list[dict[str, Any]]:
@@ -295,8 +295,9 @@ class Mesh:
                 raise RuntimeError(f"istiod (meshlab serve) did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.1)
 
-    def write_workload_certs(self, pod: Pod) -> None:
-        """The pod's SPIFFE certificate where pilot-agent serves file certificates from (workload-certs)."""
+    def prepare(self, pod: Pod) -> None:
+        """What the node gives a pod before it starts: its SPIFFE certificate where pilot-agent serves file
+        certificates from (the workload-certs volume), and its /etc/hosts and /etc/resolv.conf."""
         sa = pod.spec.get("serviceAccountName", "default")
         cert, key = self.ca.workload(TRUST_DOMAIN, pod.namespace, sa)
         folder = pod.volume_dir("workload-certs")
@@ -306,7 +307,7 @@ class Mesh:
         hosts, resolv = pod.work / "hosts", pod.work / "resolv.conf"
         hosts.write_text(f"127.0.0.1\tlocalhost\n{pod.ip}\t{pod.name}\n")
         resolv.write_text(f"nameserver {CLUSTER_DNS}\nsearch {pod.namespace}.svc.cluster.local svc.cluster.local "
-                          "cluster.local\noptions ndots:5\n")  # kube-dns's ClusterIP: nothing answers in the sandbox
+                          "cluster.local\noptions ndots:5\n")  # kube-dns's ClusterIP, answered by kubedns.py
         pod.extra_mounts = [{"path": "/etc/hosts", "source": str(hosts), "readOnly": True},
                             {"path": "/etc/resolv.conf", "source": str(resolv), "readOnly": True}]
 
