@@ -85,11 +85,6 @@ def root_file_system(spec: dict) -> Path:
     for special in ("proc", "dev", "sys"):
         mount(f"/{special}", str(merged / special), None, MS_BIND | MS_REC)
     mount("tmpfs", str(merged / "tmp"), "tmpfs", 0, "mode=1777")
-    for path in spec.get("shared", []):  # the machine's folders the image's programs need, read-only
-        target = merged / path.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        mount(path, str(target), None, MS_BIND | MS_REC)
-        mount(path, str(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     for volume in spec.get("mounts", []):
         target = inside(merged, volume["path"])
         source = Path(volume["source"])
@@ -101,6 +96,13 @@ def root_file_system(spec: dict) -> Path:
         mount(str(source), str(target), None, MS_BIND | MS_REC)
         if volume.get("readOnly"):
             mount(str(source), str(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # the machine's folders the image's programs run from, read-only, last: a checkout under /tmp stays
+    # visible over the container's own /tmp (its mount point then shows in that volume as an empty folder)
+    for path in spec.get("shared", []):
+        target = inside(merged, path)
+        target.mkdir(parents=True, exist_ok=True)
+        mount(path, str(target), None, MS_BIND | MS_REC)
+        mount(path, str(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     if spec.get("readOnlyRoot"):  # the overlay's own mount point only: the volumes on it stay as they are
         mount("none", str(merged), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     return merged
