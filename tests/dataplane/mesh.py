@@ -42,7 +42,7 @@ from .certs import Authority
 from .client import Client, Response
 from generator.check import gotools
 from .images import Image, registry
-from .kubelet import Cluster, Pod
+from .kubelet import NODE_NAME, Cluster, Pod
 from .sandbox import NODE_IP, Sandbox
 
 SYSTEM_NAMESPACE = "aks-istio-system"
@@ -221,7 +221,7 @@ class Mesh:
                                     "uid": hashlib.sha256(pod_name.encode()).hexdigest()[:32],
                                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                                          "name": f"{name}-rs", "uid": "0", "controller": True}]},
-                       "spec": {**template["spec"], "nodeName": "aks-nodepool1-00000000-vmss000000"},
+                       "spec": {**template["spec"], "nodeName": NODE_NAME},
                        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": NODE_IP,
                                   "conditions": [{"type": "Ready", "status": "True"}]}}
                 pods.append(Pod(self.sandbox, pod, netns, self.cluster, self.images, self.work / "pods" / pod_name))
