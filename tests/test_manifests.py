@@ -394,10 +394,13 @@ def test_a_kubeconform_that_prints_no_report_is_an_error(tmp_path: Path, monkeyp
 
 
 def test_engines_disagree_is_reported_per_object() -> None:
-    a, b, c = rendered(deployment("a"), "a.yaml"), rendered(deployment("b"), "b.yaml"), rendered(deployment("c"), "c.yaml")
-    builtin = [(a, ("spec",), "bad", "schema"), (c, ("spec",), "bad", "schema"), (b, (), "privileged", "pss-privileged")]
+    a, b, c = (rendered(deployment(name), f"{name}.yaml") for name in "abc")
+    builtin = [(a, ("spec",), "bad", "schema"), (c, ("spec",), "bad", "schema"),
+               (b, (), "privileged", "pss-privileged")]
     theirs = [(b, ("spec", "x"), "worse (kubeconform)", "schema"), (c, (), "also bad (kubeconform)", "schema")]
     found = disagreements([a, b, c], builtin, theirs)
-    assert [(o.path, rule) for o, _, _, rule in found] == [("a.yaml", "engines-disagree"), ("b.yaml", "engines-disagree")]
+    assert [(o.path, rule) for o, _, _, rule in found] == [("a.yaml", "engines-disagree"),
+                                                           ("b.yaml", "engines-disagree")]
     assert found[0][2] == "the schema engines disagree: built-in says spec: bad; kubeconform says valid"
-    assert found[1][2] == "the schema engines disagree: built-in says valid; kubeconform says spec.x: worse (kubeconform)"
+    assert found[1][2] == ("the schema engines disagree: built-in says valid; kubeconform says spec.x: worse "
+                           "(kubeconform)")

@@ -703,7 +703,8 @@ def test_kubeconform_no_strict_and_ignore_missing_schemas(rendered_repo: Path) -
     replace_once(rendered_repo / SENTIMENT / "kustomization.yaml", "resources:\n", "resources:\n  - widget.yaml\n")
     strict = json_problems(validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform",
                                     "--output", "json"))
-    assert {(p["path"], p["rule"]) for p in strict} == {(BLUE, "schema"), (f"{SENTIMENT}/widget.yaml", "schema-missing")}
+    assert {(p["path"], p["rule"]) for p in strict} == {(BLUE, "schema"),
+                                                        (f"{SENTIMENT}/widget.yaml", "schema-missing")}
     lenient = validate(rendered_repo, "--rendered", "--env", "dev", "--engine", "kubeconform", "--no-strict",
                        "--ignore-missing-schemas")
     assert lenient.exit_code == 0, lenient.stderr
@@ -721,7 +722,8 @@ def test_engines_disagreeing_fails_validation(rendered_repo: Path, tmp_path: Pat
     problems = json_problems(result)
     virtual_services = {f for f in object_files(rendered_repo, "dev") if "/virtualservice-" in f}
     assert {(p["path"], p["rule"]) for p in problems} == {(f, "engines-disagree") for f in virtual_services}
-    assert len(virtual_services) == 2 and problems[0]["message"] == ("the schema engines disagree: built-in says valid; kubeconform says (object): "
+    assert len(virtual_services) == 2
+    assert problems[0]["message"] == ("the schema engines disagree: built-in says valid; kubeconform says (object): "
                                       "prohibited resource kind VirtualService (kubeconform)")
 
 
@@ -734,7 +736,8 @@ def test_kubeconform_elsewhere_and_missing(rendered_repo: Path, tmp_path: Path) 
     script = tmp_path / "kubeconform"
     script.write_text("#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 1\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    broken = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform", env={"ENDPOINTGEN_KUBECONFORM": str(script)})
+    broken = validate(rendered_repo, "--env", "dev", "--engine", "kubeconform",
+                      env={"ENDPOINTGEN_KUBECONFORM": str(script)})
     assert broken.exit_code == 1
     assert broken.stderr.startswith("endpointgen: error: kubeconform printed no JSON report (exit 1): flag provided")
 

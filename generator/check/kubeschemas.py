@@ -100,9 +100,7 @@ class SchemaStore:
             raise SchemaError(f"schema {source} for {api_version}/{kind} does not compile: {exc}") from None
 
     def _builtin_schema(self, group: str, version: str, kind: str) -> Any | None:
-        short = group.split(".")[0]
-        name = f"{kind.lower()}-{short + '-' if short else ''}{version}.json"
-        path = self.builtin / name
+        path = self.builtin / builtin_schema_file(group, version, kind)
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _retrieve(self, uri: str) -> Any:
@@ -142,6 +140,12 @@ class SchemaStore:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps(schema))
         return schema
+
+
+def builtin_schema_file(group: str, version: str, kind: str) -> str:
+    """A bundled Kubernetes schema's file name (kubeconform's too): deployment-apps-v1.json, service-v1.json."""
+    short = group.split(".")[0]
+    return f"{kind.lower()}-{short + '-' if short else ''}{version}.json"
 
 
 def default_locations(root: Path) -> list[str]:

@@ -27,7 +27,7 @@ from ..spec.loader import Document, LoadError, format_field, parse_yaml
 from ..spec.waivers import POLICIES
 from . import gotools
 from .apiserver import JsonPath, metadata_of, object_rules, set_rules
-from .kubeschemas import SchemaError, SchemaStore, as_template, builtin_dir
+from .kubeschemas import SchemaError, SchemaStore, as_template, builtin_dir, builtin_schema_file
 from .policy import endpoint_policies, object_policies
 
 KUSTOMIZE_CONFIG = "kustomize.config.k8s.io/v1beta1"
@@ -286,7 +286,7 @@ def run_kubeconform(objects: list[RenderedObject], kubernetes_version: str,
         except (ValueError, AttributeError):
             raise KubeconformError(f"kubeconform printed no JSON report (exit {result.returncode}): "
                                    f"{result.stderr.strip()[:300]}") from None
-        found: list[tuple[RenderedObject, JsonPath, str, str]] = []
+        found: list[Finding] = []
         for resource in resources:
             filename = Path(resource.get("filename", "")).resolve()
             folder = (Path(tmp) / "objects").resolve()
@@ -339,9 +339,8 @@ def offline_builtin_schemas(builtin: Path, target: Path, objects: list[RenderedO
     definitions.pop("$id", None)
     (target / "_definitions.json").write_text(json.dumps(definitions), encoding="utf-8")
     for o in objects:
-        api, kind = str(o.obj.get("apiVersion", "")), str(o.obj.get("kind", ""))
-        group, _, version = api.rpartition("/")
-        name = f"{kind.lower()}-{(group or version).split('.')[0].lower()}{f'-{version.lower()}' if group else ''}.json"
+        group, _, version = str(o.obj.get("apiVersion", "")).rpartition("/")
+        name = builtin_schema_file(group, version, str(o.obj.get("kind", "")))
         source, copy = builtin / name, target / name
         if source.is_file() and not copy.exists():
             schema = json.loads(source.read_text(encoding="utf-8").replace(BUNDLED_DEFINITIONS,

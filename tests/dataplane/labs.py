@@ -36,9 +36,26 @@ def run(request):
 '''
 
 
-def inference_image(script: Path, entry_script: str) -> images.Image:
-    """An Azure ML inference image holding the test's scoring script where the spec's entry_script says."""
-    return images.inference({f"/var/azureml-app/{entry_script}": script})
+# The prod example's Key Vault, as the stand-in serves it: its keys (never in git but here) and App Insights secrets.
+PRIMARY, SECONDARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "mlk_Sentiment1Second1bbbbbbbbbbbbbb"
+PROD_KEY_VAULT = {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": SECONDARY,
+                  "appinsights-instrumentation-key": "00000000-0000-0000-0000-000000000000",
+                  "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"}
+
+
+def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, images.Image]:
+    """For each rendered scoring container's image, an Azure ML inference image holding the test's script
+    where the server will look for it (AML_APP_ROOT / AZUREML_ENTRY_SCRIPT of that container)."""
+    out = {}
+    for o in objects:
+        if o["kind"] != "Deployment":
+            continue
+        for container in o["spec"]["template"]["spec"]["containers"]:
+            if container["name"] == "scoring":
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                entry = f"{env.get('AML_APP_ROOT', '/var/azureml-app')}/{env['AZUREML_ENTRY_SCRIPT']}"
+                out[container["image"]] = images.inference({entry: script})
+    return out
 
 
 def rendered_objects(root: Path, env: str) -> list[dict[str, Any]]:
@@ -59,7 +76,5 @@ def lab(tmp_path_factory: pytest.TempPathFactory, name: str, endpoints: dict[str
     for endpoint, versions in endpoints.items():
         write_endpoint(root, "dev", endpoint, versions, auth_enabled=False)
     objects = rendered_objects(root, "dev")
-    image = inference_image(scoring_script, "score.py")  # version_spec's entry_script
-    images = {c["image"]: image for o in objects if o["kind"] == "Deployment"
-              for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "scoring"}
+    images = scoring_images(objects, scoring_script)
     yield from up(objects, tmp_path_factory.mktemp(f"{name}-mesh"), scoring_images=images, replicas=replicas)

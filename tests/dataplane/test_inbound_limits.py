@@ -44,8 +44,8 @@ def limits(mesh: Mesh) -> tuple[int, int]:
 def overlap(mesh: Mesh) -> int:
     """The most calls the server ran at the same time (from its calls log)."""
     [pod] = mesh.pods_of("limit-lab-queued")
-    lines = (pod.volumes["tmp"] / "calls.log").read_text().splitlines()
-    events = sorted([(float(a), 1) for a, _ in map(str.split, lines)] + [(float(b), -1) for _, b in map(str.split, lines)])
+    spans = [line.split() for line in (pod.volumes["tmp"] / "calls.log").read_text().splitlines()]
+    events = sorted([(float(began), 1) for began, _ in spans] + [(float(ended), -1) for _, ended in spans])
     most = running = 0
     for _, change in events:
         running += change

@@ -16,18 +16,12 @@ from typing import Any
 
 import pytest
 
-from .labs import inference_image, rendered_objects, up
+from .labs import PRIMARY, PROD_KEY_VAULT, SECONDARY, rendered_objects, scoring_images, up
 from .mesh import Mesh
 from render_helpers import copy_examples, version_spec, write_endpoint
 
-PRIMARY, SECONDARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "mlk_Sentiment1Second1bbbbbbbbbbbbbb"
 FRAUD_KEY = "mlk_Fraud2Primary2ccccccccccccccccccc"
-VAULTS = {
-    "kv-ml-prod": {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": SECONDARY,
-                   "appinsights-instrumentation-key": "00000000-0000-0000-0000-000000000000",
-                   "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"},
-    "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY},
-}
+VAULTS = {"kv-ml-prod": PROD_KEY_VAULT, "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY}}
 SENTIMENT, FRAUD = "/api/v1/service/sentiment/score", "/api/v1/service/fraud/score"
 DENIED = 401
 
@@ -35,12 +29,11 @@ DENIED = 401
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iterator[Mesh]:
     root = copy_examples(tmp_path_factory.mktemp("keyauth") / "repo")
-    write_endpoint(root, "prod", "fraud", [version_spec("gbm-v1", models=[], num_replicas=1, autoscale_enabled=False)],
-                   namespace="fraud-ml", auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
+    fraud = version_spec("gbm-v1", models=[], num_replicas=1, autoscale_enabled=False)
+    write_endpoint(root, "prod", "fraud", [fraud], namespace="fraud-ml",
+                   auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
     objects = rendered_objects(root, "prod")
-    images = {c["image"]: inference_image(scoring_script, "src/score.py" if c["image"].startswith("mlacr") else "score.py")
-              for o in objects if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
-              if c["name"] == "scoring"}
+    images = scoring_images(objects, scoring_script)
     yield from up(objects, tmp_path_factory.mktemp("keyauth-mesh"), scoring_images=images, key_vaults=VAULTS,
                   replicas={"sentiment-blue": 1, "sentiment-green": 1, "fraud-gbm-v1": 1,
                             "endpointgen-key-auth": 1})

@@ -16,15 +16,11 @@ from typing import Any
 
 import pytest
 
-from .labs import inference_image, rendered_objects, up
+from .labs import PRIMARY, PROD_KEY_VAULT, rendered_objects, scoring_images, up
 from .client import Client
 from .mesh import Mesh
 from render_helpers import copy_examples
 
-PRIMARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa"  # the stand-in Key Vault's value; never in git but here
-VAULT = {"kv-ml-prod": {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": "mlk_Sentiment1Second1bbbbbbbbbbbbbb",
-                        "appinsights-instrumentation-key": "00000000-0000-0000-0000-000000000000",
-                        "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"}}
 SCORE = "/api/v1/service/sentiment/score"
 KEY = {"Authorization": f"Bearer {PRIMARY}"}
 FALSE_FAILURE = 1e-6  # the chance that a correct split fails the test, per version
@@ -35,12 +31,11 @@ def prod(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iter
     root = copy_examples(tmp_path_factory.mktemp("routing") / "repo")
     objects = rendered_objects(root, "prod")
     sentiment = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("sentiment-")]
-    images = {c["image"]: inference_image(scoring_script, "src/score.py")
-              for d in sentiment for c in d["spec"]["template"]["spec"]["containers"]}
     [service] = [o for o in objects if o["kind"] == "VirtualService" and o["metadata"]["name"] == "sentiment"]
     replicas = {d["metadata"]["name"]: 1 for d in sentiment} | {"endpointgen-key-auth": 1}
-    for mesh in up(objects, tmp_path_factory.mktemp("routing-mesh"), scoring_images=images, key_vaults=VAULT,
-                   replicas=replicas):
+    images = scoring_images(objects, scoring_script)
+    for mesh in up(objects, tmp_path_factory.mktemp("routing-mesh"), scoring_images=images,
+                   key_vaults={"kv-ml-prod": PROD_KEY_VAULT}, replicas=replicas):
         yield {"mesh": mesh, "virtual_service": service}
 
 

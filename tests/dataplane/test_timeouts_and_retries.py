@@ -93,7 +93,8 @@ def connections(mesh: Mesh, gateway: Pod, ip: str) -> int:
 
 
 def test_retries_hide_a_replica_that_refuses_connections(mesh: Mesh) -> None:
-    assert route(mesh, "retry-lab")["retries"] == {"attempts": 2, "retryOn": "connect-failure,refused-stream,unavailable"}
+    retry_on = "connect-failure,refused-stream,unavailable"
+    assert route(mesh, "retry-lab")["retries"] == {"attempts": 2, "retryOn": retry_on}
     assert failures(mesh, "retry-lab", 10) == []
     crash_one_proxy(mesh, "retry-lab-two")
     assert failures(mesh, "retry-lab", 40) == []
