@@ -66,6 +66,22 @@ def inference(app_files: Mapping[str, Path], uid: int | None = 1000) -> Image:
                  files={path: str(source) for path, source in app_files.items()})
 
 
+CURATED_ENV = "/azureml-envs/minimal"  # the conda environment of the minimal curated images
+
+
+def curated_inference(app_files: Mapping[str, Path]) -> Image:
+    """One of Azure ML's curated inference images (mcr.microsoft.com/azureml/*-inference), as their Dockerfiles
+    make them (Azure/azureml-assets, assets/inference/environments/*/context/Dockerfile): `USER dockeruser` (a
+    name), `CMD ["runsvdir", "/var/runit"]`, azmlinfsrv in the conda environment first on PATH, the app under
+    /var/azureml-app. runit is not here: a pod that kept the image's CMD would fail to start."""
+    server = Path(VENV_BIN) / "azmlinfsrv"
+    return Image(entrypoint=["runsvdir", "/var/runit"], uid=None, gid=0,
+                 env={"PATH": f"{CURATED_ENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                      "AZUREML_CONDA_ENVIRONMENT_PATH": CURATED_ENV},
+                 files={f"{CURATED_ENV}/bin/azmlinfsrv": str(server),
+                        **{path: str(source) for path, source in app_files.items()}})
+
+
 LOADER = ("import os, sys\n"
           "uri, destination = sys.argv[1], sys.argv[2]\n"
           "os.makedirs(destination, exist_ok=True)\n"

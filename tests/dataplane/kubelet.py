@@ -19,9 +19,11 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from generator.serve.pod import expand_variables as expand
 
 from .images import Registry
 from .sandbox import Sandbox, stop
@@ -335,15 +339,52 @@ class Pod:
         """SIGTERM to the container's processes, SIGKILL after `grace` seconds, as the kubelet stops one."""
         return stop(self.containers[container].process, grace)
 
+    def terminate(self) -> dict[str, float]:
+        """Delete the pod as the kubelet does: each container's preStop hook (the sleep action), then SIGTERM,
+        all containers at once (a native sidecar, an init container that keeps running, only after the app's
+        containers have exited), SIGKILL at terminationGracePeriodSeconds. When each container exited (s)."""
+        grace = self.spec.get("terminationGracePeriodSeconds", 30)
+        began = time.monotonic()
+        native = {c["name"] for c in self.spec.get("initContainers", []) if c.get("restartPolicy") == "Always"}
+        exited: dict[str, float] = {}
+
+        def stop_one(name: str) -> None:
+            running = self.containers[name]
+            hook = (running.spec.get("lifecycle") or {}).get("preStop") or {}
+            if "sleep" in hook:
+                time.sleep(hook["sleep"]["seconds"])
+            elif hook:
+                raise NotImplementedError(f"preStop of {name}: only the sleep action")
+            main_process = container_main_pid(running.process)  # the runtime signals the container's PID 1 only
+            if main_process is not None:
+                os.kill(main_process, signal.SIGTERM)
+            try:
+                running.process.wait(timeout=max(0.1, grace - (time.monotonic() - began)))
+            except subprocess.TimeoutExpired:
+                stop(running.process, 0)
+            exited[name] = time.monotonic() - began
+
+        for group in ([n for n in self.containers if n not in native], [n for n in self.containers if n in native]):
+            threads = [threading.Thread(target=stop_one, args=(name,)) for name in group]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        return exited
+
     def signal(self, container: str, sig: int) -> None:
         """A signal to every process of a container (SIGKILL: it crashed; SIGSTOP: it hangs)."""
         os.killpg(self.containers[container].process.pid, sig)
 
 
-def expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion: defined variables are replaced, $$ escapes, unknown ones stay."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), value)
+def container_main_pid(process: subprocess.Popen[bytes]) -> int | None:
+    """The container's first process: the child `nsenter` forked into the sandbox, which exec'd the image's
+    entrypoint (None when it has exited)."""
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    except FileNotFoundError:
+        return None
+    return int(children[0]) if children else None
 
 
 def http_probe(ip: str, port: int, path: str, timeout: float) -> bool:

@@ -43,9 +43,13 @@ PROD_KEY_VAULT = {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": S
                   "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"}
 
 
+CURATED_REGISTRY = "mcr.microsoft.com/azureml/"
+
+
 def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, images.Image]:
     """For each rendered scoring container's image, an Azure ML inference image holding the test's script
-    where the server will look for it (AML_APP_ROOT / AZUREML_ENTRY_SCRIPT of that container)."""
+    where the server will look for it (AML_APP_ROOT / AZUREML_ENTRY_SCRIPT of that container); a curated one
+    (mcr.microsoft.com/azureml/*-inference) as Azure ML builds those."""
     out = {}
     for o in objects:
         if o["kind"] != "Deployment":
@@ -54,7 +58,10 @@ def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, ima
             if container["name"] == "scoring":
                 env = {e["name"]: e.get("value") for e in container.get("env", [])}
                 entry = f"{env.get('AML_APP_ROOT', '/var/azureml-app')}/{env['AZUREML_ENTRY_SCRIPT']}"
-                out[container["image"]] = images.inference({entry: script})
+                repository = container["image"].split("@")[0].rsplit(":", 1)[0]
+                curated = repository.startswith(CURATED_REGISTRY) and repository.endswith("-inference")
+                make = images.curated_inference if curated else images.inference
+                out[container["image"]] = make({entry: script})
     return out
 
 

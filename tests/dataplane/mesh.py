@@ -30,6 +30,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,13 +61,17 @@ HARNESS_MESH = ("defaultProviders:\n  metrics: []\n"
                 "defaultConfig:\n  proxyMetadata:\n    XDS_ROOT_CA: /var/run/secrets/istio/root-cert.pem\n")
 
 
-def operator(revision: str) -> str:
-    """The IstioOperator of the add-on's control plane, as far as endpointgen's output depends on it."""
-    return yaml.safe_dump({
-        "apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
-        "spec": {"profile": "minimal", "revision": revision,
-                 "meshConfig": {"rootNamespace": SYSTEM_NAMESPACE, "trustDomain": TRUST_DOMAIN},
-                 "values": {"global": {"istioNamespace": SYSTEM_NAMESPACE}}}})
+def operator(revision: str, cni: bool = False) -> str:
+    """The IstioOperator of the add-on's control plane, as far as endpointgen's output depends on it (with
+    the Istio CNI plugin: no istio-init, the injector's istio-validation instead)."""
+    values: dict[str, Any] = {"global": {"istioNamespace": SYSTEM_NAMESPACE}}
+    spec: dict[str, Any] = {"profile": "minimal", "revision": revision,
+                            "meshConfig": {"rootNamespace": SYSTEM_NAMESPACE, "trustDomain": TRUST_DOMAIN},
+                            "values": values}
+    if cni:
+        spec["components"] = {"cni": {"enabled": True}}
+        values["pilot"] = {"cni": {"enabled": True}}
+    return yaml.safe_dump({"apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator", "spec": spec})
 
 
 def gateway_objects(revision: str, name: str) -> list[dict[str, Any]]:
@@ -116,6 +121,7 @@ class Mesh:
         self.replicas = dict(replicas or {})
         self.kubernetes_minor = kubernetes_minor
         self.pods: dict[str, Pod] = {}
+        self.slices: list[dict[str, Any]] = []
         self.sandbox: Sandbox | None = None
         gateways = [o for o in self.rendered if o["kind"] == "Gateway"]
         if len(gateways) != 1:
@@ -185,7 +191,8 @@ class Mesh:
         self.sandbox = Sandbox(self.work / "sandbox.log")
         self.start_dns(services)
         pods = self.make_pods(objects, templates)
-        kube = [*objects, *[p.obj for p in pods], *self.endpoint_slices(objects, [p.obj for p in pods])]
+        self.slices = self.endpoint_slices(objects, [p.obj for p in pods])
+        kube = [*objects, *[p.obj for p in pods], *self.slices]
         self.start_istiod(kube)
         for pod in pods:
             self.prepare(pod)
@@ -351,7 +358,25 @@ class Mesh:
                                  "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
                                  f"'http://127.0.0.1:15000{path}').read().decode())"])
 
+    def delete_pod(self, pod: Pod) -> dict[str, float]:
+        """Delete a pod as the cluster does: the EndpointSlice controller marks its endpoints terminating (not
+        ready, so istiod stops sending traffic to it) while the kubelet stops it (Pod.terminate, the times)."""
+        for endpoint_slice in self.slices:
+            for endpoint in endpoint_slice["endpoints"]:
+                if endpoint["targetRef"]["name"] == pod.name:
+                    endpoint["conditions"] = {"ready": False, "serving": True, "terminating": True}
+                    self.call(put_json, "http://127.0.0.1:15014/harness/endpointslices", endpoint_slice)
+        del self.pods[pod.name]
+        return pod.terminate()
+
     def istiod_debug(self, path: str) -> str:
         assert self.sandbox is not None
         return self.sandbox.run(["python3", "-c", f"import urllib.request,sys;sys.stdout.write(urllib.request."
                                  f"urlopen('http://127.0.0.1:15014{path}').read().decode())"])
+
+
+def put_json(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the sandbox's istiod
+        response.read()

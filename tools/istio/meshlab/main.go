@@ -36,6 +36,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -462,7 +463,10 @@ func runServe(args []string) error {
 		if err != nil {
 			return err
 		}
-		go func() { _ = http.Serve(debugListener, fake.DiscoveryDebug) }()
+		mux := http.NewServeMux()
+		mux.Handle("/", fake.DiscoveryDebug)
+		mux.HandleFunc("/harness/endpointslices", updateEndpointSlice(fake))
+		go func() { _ = http.Serve(debugListener, mux) }()
 	}
 	fmt.Printf("ready %s\n", fake.Listener.Addr())
 	signals := make(chan os.Signal, 1)
@@ -500,6 +504,29 @@ func authenticateAgents(fake *xds.FakeDiscoveryServer) {
 	})
 	fake.Discovery.Authenticators = []security.Authenticator{
 		kubeauth.NewKubeJWTAuthenticator(fake.Env().Watcher, client, constants.DefaultClusterName, nil, nil),
+	}
+}
+
+// updateEndpointSlice takes a PUT of one EndpointSlice (JSON) and updates it in the fake API server, as the
+// EndpointSlice controller does when a pod starts terminating; istiod's informers see it and push EDS.
+func updateEndpointSlice(fake *xds.FakeDiscoveryServer) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut {
+			http.Error(w, "PUT an EndpointSlice", http.StatusMethodNotAllowed)
+			return
+		}
+		var slice discoveryv1.EndpointSlice
+		if err := json.NewDecoder(r.Body).Decode(&slice); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		client := fake.KubeClient().Kube()
+		if _, err := client.DiscoveryV1().EndpointSlices(slice.Namespace).Update(r.Context(), &slice,
+			metav1.UpdateOptions{}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "updated %s/%s\n", slice.Namespace, slice.Name)
 	}
 }
 
