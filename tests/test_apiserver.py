@@ -143,6 +143,14 @@ OBJECT_CASES: list[tuple[str, Callable[[], Obj], Callable[[Obj], None], set[tupl
      {(INIT + ("readinessProbe",), "probes")}),
     ("undefined-volume", deployment, _set(CONTAINER + ("volumeMounts", 0, "name"), "scratch"),
      {(CONTAINER + ("volumeMounts", 0, "name"), "volumes")}),
+    ("pre-stop-beyond-grace", deployment,
+     lambda o: (_set(CONTAINER + ("lifecycle",), {"preStop": {"sleep": {"seconds": 31}}})(o),
+                _set(("spec", "template", "spec", "terminationGracePeriodSeconds"), 30)(o)),
+     {(CONTAINER + ("lifecycle", "preStop", "sleep", "seconds"), "lifecycle")}),
+    ("pre-stop-default-grace", deployment, _set(CONTAINER + ("lifecycle",), {"preStop": {"sleep": {"seconds": 45}}}),
+     {(CONTAINER + ("lifecycle", "preStop", "sleep", "seconds"), "lifecycle")}),
+    ("pre-stop-zero", deployment, _set(CONTAINER + ("lifecycle",), {"preStop": {"sleep": {"seconds": 0}}}),
+     {(CONTAINER + ("lifecycle", "preStop", "sleep", "seconds"), "lifecycle")}),
     ("pdb-both", pdb, _set(("spec", "maxUnavailable"), 1), {(("spec",), "pdb-budget")}),
     ("pdb-neither", pdb, lambda o: o["spec"].pop("minAvailable"), {(("spec",), "pdb-budget")}),
     ("hpa-min-zero", hpa, _set(("spec", "minReplicas"), 0), {(("spec", "minReplicas"), "hpa-replicas")}),
@@ -246,3 +254,10 @@ def test_cross_object_rules_tolerate_objects_without_names() -> None:
 
 def test_virtual_service_has_no_api_server_rules_of_its_own() -> None:
     assert list(object_rules(virtual_service("key"))) == []
+
+
+def test_a_pre_stop_sleep_within_the_grace_period_passes() -> None:
+    obj = deployment()
+    scoring(obj)["lifecycle"] = {"preStop": {"sleep": {"seconds": 30}}}
+    obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
+    assert found(obj) == set()

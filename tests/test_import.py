@@ -102,6 +102,17 @@ def test_deployment_configs_with_an_inference_config(repo: Path) -> None:
     assert "churn-endpoint-primary-key" in result.stderr and "kv-ml-prod" in result.stderr
     assert spec["auth_keys"] == {"primary_key_secret": "churn-endpoint-primary-key",
                                  "secondary_key_secret": "churn-endpoint-secondary-key"}
+    # images v1 built run as root; endpointgen runs them as a numeric non-root user: the output says so
+    assert result.stderr.count("runs as a non-root user (run_as_user, default 1000)") == 3
+
+
+def test_a_curated_inference_image_needs_no_warning_about_its_user(repo: Path) -> None:
+    curated = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py311-cpu-inference:20250801.v1"
+    result = run_cli(repo, "import", "--env", "prod", "--name", "churn-endpoint",
+                     str(CHURN / "deploymentconfig-canary.yml"), str(SDK / "inferenceconfig.json"),
+                     "--image", f"canary={curated}", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "run_as_user" not in result.stderr and curated in result.stdout
 
 
 def test_values_the_source_leaves_out_keep_the_sdks_defaults(repo: Path) -> None:

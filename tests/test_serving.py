@@ -317,11 +317,13 @@ def test_a_run_longer_than_scoring_timeout_ms_is_cut_off(fleet: dict[str, Served
     assert s.post({})[0] == 200  # the worker survives
 
 
-def test_replica_max_concurrent_requests_is_the_number_of_workers(fleet: dict[str, Served]) -> None:
+def test_the_server_has_a_worker_per_concurrent_request_and_one_for_the_probes(fleet: dict[str, Served]) -> None:
+    """replica_max_concurrent_requests workers score (the Sidecar lets no more calls in); one more answers
+    the kubelet's probes while they are all busy (tests/dataplane/test_scoring_pod.py)."""
     for key, s in fleet.items():
         status, body, _ = s.post({})
         assert status == 200
-        assert body["workers"] == s.spec.get("replica_max_concurrent_requests", 1), key
+        assert body["workers"] == s.spec.get("replica_max_concurrent_requests", 1) + 1, key
     assert fleet["prod/contract-lab/outside"].spec["replica_max_concurrent_requests"] == 3
 
 

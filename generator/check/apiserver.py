@@ -145,6 +145,20 @@ def pod_spec_rules(pod: Obj, path: JsonPath) -> Iterator[Violation]:
                 yield where + ("name",), f"container name {name!r} is used twice", "container-name"
             names.add(str(name))
             yield from _container(container, where, volumes, is_init=group == "initContainers")
+            yield from _pre_stop_sleep(container, where, pod.get("terminationGracePeriodSeconds", 30))
+
+
+def _pre_stop_sleep(c: Obj, path: JsonPath, grace: Any) -> Iterator[Violation]:
+    """A preStop sleep must be a positive whole number of seconds within the termination grace period."""
+    sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if sleep is None:
+        return
+    seconds = sleep.get("seconds")
+    where = path + ("lifecycle", "preStop", "sleep", "seconds")
+    if not isinstance(seconds, int) or seconds < 1:
+        yield where, f"must be a whole number of seconds >= 1, got {seconds!r}", "lifecycle"
+    elif isinstance(grace, int) and seconds > grace:
+        yield where, f"{seconds} s is longer than terminationGracePeriodSeconds ({grace})", "lifecycle"
 
 
 def _container(c: Obj, path: JsonPath, volumes: set[Any], is_init: bool) -> Iterator[Violation]:

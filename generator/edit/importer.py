@@ -162,6 +162,15 @@ def metadata(source: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value}
 
 
+CURATED_IMAGES = "mcr.microsoft.com/azureml/"
+
+
+def curated_image(image: str) -> bool:
+    """One of Azure ML's curated inference images, which run as the non-root dockeruser."""
+    repository = image.split("@", 1)[0].rsplit(":", 1)[0]
+    return repository.startswith(CURATED_IMAGES) and repository.endswith("-inference")
+
+
 def script_location(entry: str | None, source_dir: str | None, env_vars: Mapping[str, str]) -> tuple[str, str] | None:
     """(source_directory inside the image, entry_script relative to it), as v1 laid the app out.
 
@@ -291,6 +300,12 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
         if user_vars:
             config["environment_variables"] = dict(sorted(user_vars.items()))
         item["inference_config"] = config
+        if not curated_image(images[version]):
+            warnings.append(f"{where}: {images[version]} runs as a non-root user (run_as_user, default 1000) on "
+                            "a read-only root, started as `azmlinfsrv --entry_script ...` (images Azure ML built for "
+                            "v1 run as root): it must let that user read /var/azureml-app and its Python environment "
+                            "and have azmlinfsrv on its PATH; else rebuild it FROM a curated inference image "
+                            f"({CURATED_IMAGES}*-inference) or set run_as_user")
         if details.get("python", {}).get("condaDependencies") or details.get("python", {}).get("condaDependenciesFile"):
             warnings.append(f"{where}: the conda environment {details.get('name')!r} is not imported: "
                             f"{images[version]} must already contain it")

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from ..layout import CLUSTERS_DIR, PLATFORM, RENDERED_DIR
 from ..spec.model import Endpoint, Environment
+from .containers import CONTAINER_SECURITY
 from .keyauth import KEYS_ROOT, authorizer_view
 from .templates import Manifest, render_object
 from .views import SCORING_PORT, endpoint_view, environment_view
@@ -133,15 +134,6 @@ class HasNamespace(Protocol):
 
     @property
     def key_refs(self) -> dict[str, Any] | None: ...
-
-
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 def endpoint_templates(view: dict[str, Any]) -> Iterator[str]:

@@ -15,6 +15,8 @@ from typing import Any
 from ..spec.model import Endpoint, Environment, Version
 from ..spec.traffic import route_weights
 from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
+from .containers import gib, loader_security, pod_security, server_command, storage
+from .lifecycle import native_sidecars, probes, shutdown, worker_count
 
 APP_ROOT = "/var/azureml-app"
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
@@ -38,10 +40,11 @@ def environment_view(env: Environment) -> dict[str, Any]:
     settings = env.settings
     view: dict[str, Any] = {"name": env.name, **settings}
     view["gateway"] = {**ENV_DEFAULTS["gateway"], **settings["istio"].get("gateway", {})}
-    view["istio"] = {"cni": False, **settings["istio"]}
+    view["istio"] = {"cni": False, **settings["istio"],
+                     "native_sidecars": native_sidecars(settings["istio"], settings["kubernetes_version"])}
     for section in ("key_auth", "flux", "gpu"):
         view[section] = {**ENV_DEFAULTS[section], **settings.get(section, {})}
-    view["model_loader"] = {"image": None, "command": None, **settings.get("model_loader", {})}
+    view["model_loader"] = {"image": None, "command": None, "run_as_user": None, **settings.get("model_loader", {})}
     view["network_policy"] = {"enabled": True, "ingress_namespaces": [view["gateway"]["namespace"]],
                               "control_plane_namespaces": ["aks-istio-system"], "metrics_namespaces": ["kube-system"],
                               "allow_same_namespace": True, **settings.get("network_policy", {})}
@@ -115,7 +118,11 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
     if env.get("key_vault"):
         pod_labels["azure.workload.identity/use"] = "true"
     models = [model_view(i, m, len(s["models"])) for i, m in enumerate(s["models"])]
-    min_replicas = s["num_replicas"] if not s["autoscale_enabled"] else s["autoscale_min_replicas"]
+    max_replicas = s["num_replicas"] if not s["autoscale_enabled"] else s["autoscale_max_replicas"]
+    native = env["istio"]["native_sidecars"]
+    disk = storage(env["model_loader"], len(models))
+    stopping = shutdown(s, native)
+    proxy_config = {"concurrency": 1, **stopping["proxy"]}  # one Envoy worker: exact inbound limits
     return {
         "name": v.name,
         "object_name": object_name,
@@ -132,16 +139,23 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "host": f"{object_name}.{ep.namespace}.svc.cluster.local",
         "image": s["inference_config"]["image"],
         "models": models,
-        "env": container_env(ep, v, models),
-        "resources": resources(s),
+        "env": container_env(ep, v, models, stopping["gunicorn_args"]),
+        "start": None if s["image_entrypoint"] else server_command(APP_ROOT, SCORING_PORT),
+        "probes": probes(s),
+        "shutdown": stopping,
+        "pod_annotations": {"kubectl.kubernetes.io/default-container": "scoring",
+                            "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
+                            "sidecar.istio.io/nativeSidecar": "true" if native else "false"},
+        "pod_security": pod_security(s),
+        "loader_security": loader_security(env["model_loader"], s, env["istio"]["cni"], native),
+        "storage": disk,
+        "resources": resources(s, disk["ephemeral_request"]),
         "gpu": s["gpu_cores"] > 0,
         "num_replicas": None if s["autoscale_enabled"] else s["num_replicas"],
         "cpu_hpa": s["autoscale_enabled"] and env["prometheus"] is None,  # the fallback without Prometheus
         "scaled_object": scaled_object_view(ep, v, object_name, env["prometheus"]) if s["autoscale_enabled"] else None,
         "inbound": inbound_limits(s),
-        "pdb": min_replicas >= 2,
-        "termination_grace_seconds": max(30, math.ceil(s["scoring_timeout_ms"] / 1000) + 5),
-        "readiness_period_seconds": s["period_seconds"],
+        "pdb": max_replicas >= 2,  # a PDB only helps a version that can run two or more replicas
         "timeout": istio_duration(s["scoring_timeout_ms"]),
         "retries": retries(s.get("scoring_retries", 0)),
     }
@@ -166,7 +180,8 @@ def model_view(index: int, model: dict[str, Any], count: int) -> dict[str, Any]:
             "path": f"{APP_ROOT}/{relative}", "relative": relative}
 
 
-def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]], gunicorn_args: str
+                  ) -> list[dict[str, Any]]:
     """The scoring container's environment: what the Azure ML inference server reads, then the user's, sorted.
 
     The images start `azmlinfsrv --entry_script "$AZUREML_ENTRY_SCRIPT"` from `AML_APP_ROOT`, and the server
@@ -189,9 +204,10 @@ def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> lis
         {"name": "SERVICE_NAME", "value": ep.name},
         {"name": "SERVICE_VERSION", "value": v.name},
         {"name": "SERVICE_PATH_PREFIX", "value": f"/api/v1/service/{ep.name}"},
-        {"name": "WORKER_COUNT", "value": str(s["replica_max_concurrent_requests"])},
+        {"name": "WORKER_COUNT", "value": str(worker_count(s))},
         {"name": "WORKER_TIMEOUT", "value": str(worker_timeout_seconds(s["scoring_timeout_ms"]))},
         {"name": "SCORING_TIMEOUT_MS", "value": str(s["scoring_timeout_ms"])},
+        {"name": "GUNICORN_CMD_ARGS", "value": gunicorn_args},  # read by gunicorn under azmlinfsrv's flags
     ]
     if s["collect_model_data"]:  # the server's model data collection, and azureml-monitoring's in the script
         env += [{"name": "AML_MDC_STORAGE_ENABLED", "value": "true"},
@@ -203,6 +219,8 @@ def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]]) -> lis
         env += [{"name": name, "secret": secret, "key": key} for name, key, _ in app_insights_secrets(
             ep.env.settings["app_insights"])]
     user = config.get("environment_variables", {})
+    if "HOME" not in user:  # the image's home is on the read-only root; caches and configs go to /tmp
+        env.append({"name": "HOME", "value": "/tmp"})
     env += [{"name": name, "value": user[name]} for name in sorted(user)]
     return [{"value": None, "secret": None, "key": None, **item} for item in env]
 
@@ -237,14 +255,16 @@ def app_insights_secrets(settings: dict[str, Any]) -> list[tuple[str, str, str]]
     return found
 
 
-def resources(s: dict[str, Any]) -> dict[str, dict[str, str | int]]:
-    """Requests and limits as Kubernetes quantities; GPUs requested and limited alike.
+def resources(s: dict[str, Any], ephemeral_storage: str | None = None) -> dict[str, dict[str, str | int]]:
+    """Requests and limits as Kubernetes quantities; GPUs requested and limited alike; disk requested only.
 
     Memory is always limited: `memory_gb_limit`, else the request (memory cannot be throttled, only
     reclaimed by killing, so Kubernetes advises limit = request). CPU is limited only when asked.
     """
     memory = memory_quantity(s["memory_gb"])
     requests: dict[str, str | int] = {"cpu": cpu_quantity(s["cpu_cores"]), "memory": memory}
+    if ephemeral_storage:
+        requests["ephemeral-storage"] = ephemeral_storage
     limits: dict[str, str | int] = {}
     if s["cpu_cores_limit"] is not None:
         limits["cpu"] = cpu_quantity(s["cpu_cores_limit"])
@@ -262,8 +282,7 @@ def cpu_quantity(cores: float) -> str:
 
 def memory_quantity(gigabytes: float) -> str:
     """GB in the AksEndpoint sense (GiB): 0.5 -> '512Mi', 2 -> '2Gi'."""
-    mebibytes = math.ceil(Decimal(str(gigabytes)) * 1024)
-    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
+    return gib(Decimal(str(gigabytes)))
 
 
 def istio_duration(milliseconds: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -35,14 +36,27 @@ class Pod:
     container_port: int
     liveness_path: str
     readiness_path: str
+    start: tuple[str, ...] = ()  # the container's command, $(VAR)s expanded; empty: the image's own start
+
 
     @property
     def app_root(self) -> Path:
         return Path(self.env.get("AML_APP_ROOT", str(self.root / "var/azureml-app")))
 
     def command(self, port: int) -> list[str]:
-        """azmlinfsrv as the images' start script runs it (from the app root), listening on `port`."""
-        return [str(SERVER_COMMAND), "--entry_script", self.env.get("AZUREML_ENTRY_SCRIPT", "main.py"), "--port", str(port)]
+        """The rendered command (azmlinfsrv, run from the app root) on `port`; without one, what the Azure ML
+        images' runit script runs: `azmlinfsrv --entry_script $AZUREML_ENTRY_SCRIPT`."""
+        if not self.start:
+            return [str(SERVER_COMMAND), "--entry_script", self.env.get("AZUREML_ENTRY_SCRIPT", "main.py"),
+                    "--port", str(port)]
+        if self.start[0] != "azmlinfsrv":
+            raise UsageError(f"the scoring container starts {self.start[0]!r}; serve runs azmlinfsrv only")
+        args = list(self.start[1:])
+        if "--port" in args:
+            args[args.index("--port") + 1] = str(port)
+        else:
+            args += ["--port", str(port)]
+        return [str(SERVER_COMMAND), *args]
 
 
 def scoring_container(deployment: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +127,14 @@ def lay_out(deployment: Mapping[str, Any], source_directory: str, root: Path, so
     liveness, readiness = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
     port = http_port(container, liveness["port"])
     env = container_environment(container, root, secrets)
-    return Pod(root, env, port, liveness["path"], readiness["path"])
+    start = tuple(expand_variables(arg, env) for arg in container.get("command", []))
+    return Pod(root, env, port, liveness["path"], readiness["path"], start)
+
+
+def expand_variables(text: str, env: Mapping[str, str]) -> str:
+    """The kubelet's $(VAR) expansion in command and args ($$ escapes; unknown variables stay as written)."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
 
 
 

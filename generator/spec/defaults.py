@@ -31,6 +31,9 @@ VERSION_DEFAULTS: dict[str, Any] = {
     "failure_threshold": 3,
     "traffic_percentile": 0,
     "scoring_retries": 0,
+    "run_as_user": 1000,  # dockeruser in Azure ML's inference images (a named USER the kubelet cannot check)
+    "run_as_group": 1000,
+    "image_entrypoint": False,  # start azmlinfsrv, not the image's runit
     "is_default": False,
     "is_control_version_type": False,
     "description": "",
