@@ -27,6 +27,7 @@ VERSION_ORDER = [
     "autoscale_refresh_seconds", "autoscale_target_utilization", "num_replicas", "scoring_timeout_ms",
     "scoring_retries", "replica_max_concurrent_requests", "max_request_wait_time", "period_seconds",
     "initial_delay_seconds", "timeout_seconds", "success_threshold", "failure_threshold", "collect_model_data",
+    "run_as_user", "run_as_group", "image_entrypoint",
 ]
 ENDPOINT_ORDER = [
     "name", "namespace", "description", "tags", "properties", "auth_enabled", "token_auth_enabled", "auth_keys",

@@ -82,7 +82,8 @@ VERSION_SETTINGS = [
     ("initial_delay_seconds", "liveness initial delay"), ("period_seconds", "liveness period"),
     ("timeout_seconds", "liveness timeout"), ("success_threshold", "readiness success threshold"),
     ("failure_threshold", "failure threshold"), ("collect_model_data", "model data collection"),
-    ("is_control_version_type", "control"),
+    ("is_control_version_type", "control"), ("run_as_user", "user"), ("run_as_group", "group"),
+    ("image_entrypoint", "image's own entrypoint"),
 ]
 ENDPOINT_SETTINGS = [("auth_enabled", "key auth"), ("token_auth_enabled", "token auth"),
                      ("enable_app_insights", "App Insights"), ("namespace", "namespace")]
