@@ -24,6 +24,7 @@ from typing import Any
 import jsonschema_rs
 
 from ..layout import TOOL_DIR
+from ..spec.defaults import kubernetes_minor
 
 # The CRD schemas vendored with endpointgen (see schema/crds/README.md).
 VENDORED_DIR = TOOL_DIR / "schema" / "crds"
@@ -45,7 +46,7 @@ def builtin_versions() -> list[tuple[int, int]]:
 
 def builtin_dir(kubernetes_version: str, strict: bool) -> Path:
     """The bundled schema folder for the newest version not newer than `kubernetes_version`."""
-    wanted = tuple(int(x) for x in kubernetes_version.split(".")[:2])
+    wanted = kubernetes_minor(kubernetes_version)
     candidates = [v for v in builtin_versions() if v <= wanted]
     if not candidates:
         raise SchemaError(f"no bundled Kubernetes schemas for {kubernetes_version}; oldest is "

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..spec.defaults import NATIVE_SIDECAR_KUBERNETES, kubernetes_minor
+
 PRE_STOP_SECONDS = 5  # time for an EndpointSlice change to reach istiod and every proxy
 SHUTDOWN_MARGIN_SECONDS = 5
 PROXY_MINIMUM_DRAIN_SECONDS = PRE_STOP_SECONDS + 5  # past the preStop, for proxies still sending to the pod
@@ -66,7 +68,6 @@ def shutdown(settings: dict[str, Any], native_sidecars: bool) -> dict[str, Any]:
     server_done = PRE_STOP_SECONDS + graceful
     return {
         "pre_stop_seconds": PRE_STOP_SECONDS,
-        "graceful_timeout_seconds": graceful,
         "gunicorn_args": f"--graceful-timeout {graceful}",
         # a native sidecar outlives the app by itself; a classic one must drain until the server is done
         "proxy": {} if native_sidecars else {
@@ -77,7 +78,7 @@ def shutdown(settings: dict[str, Any], native_sidecars: bool) -> dict[str, Any]:
     }
 
 
-NATIVE_SIDECAR_MINIMUMS = {"revision": 29, "kubernetes": (1, 33)}  # AKS docs, istio-native-sidecar
+NATIVE_SIDECAR_REVISION = 29  # asm-1-29: AKS docs, istio-native-sidecar
 
 
 def native_sidecars(istio: dict[str, Any], kubernetes_version: str) -> bool:
@@ -90,9 +91,8 @@ def native_sidecars(istio: dict[str, Any], kubernetes_version: str) -> bool:
     if "native_sidecars" in istio:
         return bool(istio["native_sidecars"])
     minor = revision_minor(istio["revision"])
-    kubernetes = tuple(int(x) for x in kubernetes_version.split(".")[:2])
-    return (minor is not None and minor >= NATIVE_SIDECAR_MINIMUMS["revision"]
-            and kubernetes >= NATIVE_SIDECAR_MINIMUMS["kubernetes"])
+    return (minor is not None and minor >= NATIVE_SIDECAR_REVISION
+            and kubernetes_minor(kubernetes_version) >= NATIVE_SIDECAR_KUBERNETES)
 
 
 def revision_minor(revision: str) -> int | None:

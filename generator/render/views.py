@@ -255,16 +255,15 @@ def app_insights_secrets(settings: dict[str, Any]) -> list[tuple[str, str, str]]
     return found
 
 
-def resources(s: dict[str, Any], ephemeral_storage: str | None = None) -> dict[str, dict[str, str | int]]:
+def resources(s: dict[str, Any], ephemeral_storage: str) -> dict[str, dict[str, str | int]]:
     """Requests and limits as Kubernetes quantities; GPUs requested and limited alike; disk requested only.
 
     Memory is always limited: `memory_gb_limit`, else the request (memory cannot be throttled, only
     reclaimed by killing, so Kubernetes advises limit = request). CPU is limited only when asked.
     """
     memory = memory_quantity(s["memory_gb"])
-    requests: dict[str, str | int] = {"cpu": cpu_quantity(s["cpu_cores"]), "memory": memory}
-    if ephemeral_storage:
-        requests["ephemeral-storage"] = ephemeral_storage
+    requests: dict[str, str | int] = {"cpu": cpu_quantity(s["cpu_cores"]), "memory": memory,
+                                      "ephemeral-storage": ephemeral_storage}
     limits: dict[str, str | int] = {}
     if s["cpu_cores_limit"] is not None:
         limits["cpu"] = cpu_quantity(s["cpu_cores_limit"])

@@ -42,6 +42,15 @@ VERSION_DEFAULTS: dict[str, Any] = {
     "models": [],  # optional, as in AksEndpoint: an image may carry its model
 }
 
+NATIVE_SIDECAR_KUBERNETES = (1, 33)  # AKS: native sidecars need control plane and nodes on 1.33 or later
+
+
+def kubernetes_minor(version: str) -> tuple[int, int]:
+    """"1.33" -> (1, 33)."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 AUTOSCALE_SETTINGS = (
     "autoscale_min_replicas",
     "autoscale_max_replicas",

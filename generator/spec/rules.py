@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
-from .defaults import AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS
+from .defaults import AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, NATIVE_SIDECAR_KUBERNETES, kubernetes_minor
 from .model import Endpoint, Environment
 from .traffic import EXACT
 from .waivers import POLICIES
@@ -23,7 +23,8 @@ AZURE_MONITOR_SUFFIX = ".prometheus.monitor.azure.com"  # Azure Monitor managed 
 MAX_OBJECT_NAME = 63  # a Service name is a DNS-1035 label
 RESERVED_ENV_VARS = {  # what endpointgen sets from the spec (render/views.py, container_env)
     "AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AZUREML_SOURCE_DIRECTORY", "AML_APP_ROOT",
-    "WORKER_COUNT", "WORKER_TIMEOUT", "SCORING_TIMEOUT_MS", "GUNICORN_CMD_ARGS", "SERVICE_NAME", "SERVICE_VERSION", "SERVICE_PATH_PREFIX",
+    "WORKER_COUNT", "WORKER_TIMEOUT", "SCORING_TIMEOUT_MS", "GUNICORN_CMD_ARGS", "SERVICE_NAME", "SERVICE_VERSION",
+    "SERVICE_PATH_PREFIX",
     "AML_APP_INSIGHTS_ENABLED", "AML_APP_INSIGHTS_KEY", "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "AML_MDC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED",
 }
@@ -306,12 +307,9 @@ def environment_problems(env: Environment) -> Iterator[Problem]:
     yield from native_sidecars_supported(env)
 
 
-NATIVE_SIDECAR_KUBERNETES = (1, 33)  # AKS: native sidecars need control plane and nodes on 1.33 or later
-
-
 def native_sidecars_supported(env: Environment) -> Iterator[Problem]:
     """`istio.native_sidecars: true` needs a cluster whose Kubernetes runs them (AKS: 1.33 or later)."""
-    version = tuple(int(x) for x in env.settings["kubernetes_version"].split(".")[:2])
+    version = kubernetes_minor(env.settings["kubernetes_version"])
     if env.settings["istio"].get("native_sidecars") and version < NATIVE_SIDECAR_KUBERNETES:
         yield env.doc.problem(("istio", "native_sidecars"),
                               f"native sidecars need Kubernetes 1.33 or later on AKS; this cluster runs "

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from generator.edit.importer import curated_image
 from render_helpers import copy_examples, manifests, rendered_files, write_endpoint
 
 from . import images
@@ -43,9 +44,6 @@ PROD_KEY_VAULT = {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": S
                   "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"}
 
 
-CURATED_REGISTRY = "mcr.microsoft.com/azureml/"
-
-
 def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, images.Image]:
     """For each rendered scoring container's image, an Azure ML inference image holding the test's script
     where the server will look for it (AML_APP_ROOT / AZUREML_ENTRY_SCRIPT of that container); a curated one
@@ -58,9 +56,7 @@ def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, ima
             if container["name"] == "scoring":
                 env = {e["name"]: e.get("value") for e in container.get("env", [])}
                 entry = f"{env.get('AML_APP_ROOT', '/var/azureml-app')}/{env['AZUREML_ENTRY_SCRIPT']}"
-                repository = container["image"].split("@")[0].rsplit(":", 1)[0]
-                curated = repository.startswith(CURATED_REGISTRY) and repository.endswith("-inference")
-                make = images.curated_inference if curated else images.inference
+                make = images.curated_inference if curated_image(container["image"]) else images.inference
                 out[container["image"]] = make({entry: script})
     return out
 
