@@ -28,6 +28,8 @@ def init():
 def run(request):
     began = time.time()
     body = request.get_json(silent=True) or {}
+    if body.get("fail"):  # what a client's bad payload does: run() raises, the server answers 500
+        raise ValueError("bad payload")
     time.sleep(float(body.get("sleep", 0)))
     with open(CALLS, "a") as log:
         log.write(f"{began} {time.time()}\\n")

@@ -95,7 +95,7 @@ def test_a_burst_of_workers_plus_queue_is_served(mesh: Mesh) -> None:
 
 
 def test_beyond_the_queue_the_sidecar_answers_503_at_once(mesh: Mesh) -> None:
-    """Last in this module: the 503s count towards the gateway's outlier detection."""
+    """The 503s beyond the queue do not eject the replica (test_outlier_detection.py)."""
     workers, queue = limits(mesh)
     results = burst(mesh, 10)
     served = [r.seconds for r in results if r.status == 200]
