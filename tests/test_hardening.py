@@ -12,6 +12,7 @@ import yaml
 
 from generator.problems import ProblemsFound
 from generator.render.views import memory_quantity
+from generator.pipeline.generate import plan
 from render_helpers import (
     PROJECT, copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, write_endpoint,
 )
@@ -169,6 +170,9 @@ def test_each_endpoint_namespace_has_a_policy_selecting_exactly_its_scoring_pods
 def test_default_sources_are_gateway_own_namespace_control_plane_and_metrics() -> None:
     objects = manifests(rendered_files(PROJECT))
     for policy in (p for n, p in of_kind(objects, "NetworkPolicy").items() if n == "endpointgen-scoring"):
+        # dev's Prometheus runs in-cluster in `monitoring` (its server_address); prod's is Azure Monitor's
+        dev = policy["metadata"]["namespace"].endswith("-dev")
+        scrapers = {"kube-system", "monitoring"} if dev else {"kube-system"}
         scoring_port = 5001
         container_ports = {p["containerPort"] for d in of_kind(objects, "Deployment").values()
                            if "endpointgen.io/endpoint" in d["metadata"]["labels"] for p in scoring(d)["ports"]}
@@ -177,7 +181,7 @@ def test_default_sources_are_gateway_own_namespace_control_plane_and_metrics() -
             "aks-istio-ingress": {scoring_port},
             "same": {scoring_port},
             "aks-istio-system": {15020, 15021},
-            "kube-system": {15020, 15090},
+            **{namespace: {15020, 15090} for namespace in scrapers},
         }
 
 
@@ -189,6 +193,21 @@ def test_sources_come_from_the_environment(tmp_path: Path) -> None:
     policy = of_kind(manifests(rendered_files(root, ["dev"])), "NetworkPolicy")["endpointgen-scoring"]
     assert allowed_sources(policy) == {"aks-istio-ingress": {5001}, "edge-gateways": {5001},
                                        "monitoring": {15020, 15090}}
+
+
+@pytest.mark.parametrize(("env", "listed", "scraper"), [("dev", ["kube-system"], "monitoring"),
+                                                        ("prod", ["monitoring"], "kube-system")])
+def test_a_network_policy_that_keeps_the_autoscaling_prometheus_out_is_refused(
+        tmp_path: Path, env: str, listed: list[str], scraper: str) -> None:
+    root = copy_examples(tmp_path / "repo")
+    path = write_environment(root, env, {"network_policy": {"metrics_namespaces": listed}})
+    with pytest.raises(ProblemsFound) as caught:
+        plan(root, [env])
+    [problem] = caught.value.problems
+    assert (problem.path, problem.field) == (str(path.relative_to(root)), "network_policy.metrics_namespaces")
+    assert f"scrapes from namespace {scraper!r}" in problem.message and "15090" in problem.message
+    write_environment(root, env, {"network_policy": {"metrics_namespaces": [*listed, scraper]}})
+    assert plan(root, [env]).files  # admitted: renders
 
 
 def test_network_policy_can_be_turned_off(tmp_path: Path) -> None:

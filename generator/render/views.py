@@ -12,6 +12,7 @@ import posixpath
 from decimal import Decimal
 from typing import Any
 
+from ..spec.defaults import metrics_namespaces
 from ..spec.model import Endpoint, Environment, Version
 from ..spec.traffic import route_weights
 from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
@@ -46,7 +47,7 @@ def environment_view(env: Environment) -> dict[str, Any]:
         view[section] = {**ENV_DEFAULTS[section], **settings.get(section, {})}
     view["model_loader"] = {"image": None, "command": None, "run_as_user": None, **settings.get("model_loader", {})}
     view["network_policy"] = {"enabled": True, "ingress_namespaces": [view["gateway"]["namespace"]],
-                              "control_plane_namespaces": ["aks-istio-system"], "metrics_namespaces": ["kube-system"],
+                              "control_plane_namespaces": ["aks-istio-system"], "metrics_namespaces": metrics_namespaces(settings),
                               "allow_same_namespace": True, **settings.get("network_policy", {})}
     view["network_policy"]["ports"] = SIDECAR_PORTS
     view["prometheus"] = prometheus_view(settings)

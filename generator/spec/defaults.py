@@ -97,3 +97,31 @@ def key_references(name: str, settings: Mapping[str, Any], env: Mapping[str, Any
         "primary_key_secret": given.get("primary_key_secret", f"{name}-primary-key"),
         "secondary_key_secret": given.get("secondary_key_secret"),
     }
+
+
+AZURE_MONITOR_SCRAPER_NAMESPACE = "kube-system"  # Azure Monitor managed Prometheus scrapes with ama-metrics there
+AZURE_MONITOR_SUFFIX = ".prometheus.monitor.azure.com"
+
+
+def prometheus_scraper_namespace(settings: Mapping[str, Any]) -> str | None:
+    """Where the autoscaling Prometheus's scraper runs: the namespace of an in-cluster address
+    (`<service>.<namespace>[.svc[.cluster.local]]`), kube-system for Azure Monitor, None when unknown."""
+    address = settings.get("autoscaling", {}).get("prometheus", {}).get("server_address")
+    if not address:
+        return None
+    host = address.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if host.endswith(AZURE_MONITOR_SUFFIX):
+        return AZURE_MONITOR_SCRAPER_NAMESPACE
+    parts = host.split(".")
+    if len(parts) >= 2 and parts[2:] in ([], ["svc"], ["svc", "cluster", "local"]):
+        return parts[1]
+    return None
+
+
+def metrics_namespaces(settings: Mapping[str, Any]) -> list[str]:
+    """`network_policy.metrics_namespaces`, or kube-system and the autoscaling Prometheus's namespace."""
+    given = settings.get("network_policy", {}).get("metrics_namespaces")
+    if given is not None:
+        return list(given)
+    scraper = prometheus_scraper_namespace(settings)
+    return sorted({AZURE_MONITOR_SCRAPER_NAMESPACE} | ({scraper} if scraper else set()))

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
-from .defaults import AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, NATIVE_SIDECAR_KUBERNETES, kubernetes_minor
+from .defaults import (AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, NATIVE_SIDECAR_KUBERNETES,
+                       kubernetes_minor, prometheus_scraper_namespace)
 from .model import Endpoint, Environment
 from .traffic import EXACT
 from .waivers import POLICIES
 
 Rule = Callable[[Endpoint], Iterable[Problem]]
 
-AZURE_MONITOR_SUFFIX = ".prometheus.monitor.azure.com"  # Azure Monitor managed Prometheus
 MAX_OBJECT_NAME = 63  # a Service name is a DNS-1035 label
 RESERVED_ENV_VARS = {  # what endpointgen sets from the spec (render/views.py, container_env)
     "AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AZUREML_SOURCE_DIRECTORY", "AML_APP_ROOT",
@@ -305,6 +305,21 @@ def environment_problems(env: Environment) -> Iterator[Problem]:
                                   f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
     yield from prometheus_settings_consistent(env)
     yield from native_sidecars_supported(env)
+    yield from prometheus_can_scrape(env)
+
+
+def prometheus_can_scrape(env: Environment) -> Iterator[Problem]:
+    """The NetworkPolicy must admit the autoscaling Prometheus's scraper to the sidecars' metrics ports."""
+    policy = env.settings.get("network_policy", {})
+    scraper = prometheus_scraper_namespace(env.settings)
+    if not policy.get("enabled", True) or scraper is None or "metrics_namespaces" not in policy:
+        return
+    if scraper not in policy["metrics_namespaces"]:
+        address = env.settings["autoscaling"]["prometheus"]["server_address"]
+        yield env.doc.problem(("network_policy", "metrics_namespaces"),
+                              f"the autoscaling Prometheus ({address}) scrapes from namespace {scraper!r}, which "
+                              f"this list does not admit to the sidecars' metrics ports 15020 and 15090: no version "
+                              f"would ever have metrics to scale on; add {scraper!r}")
 
 
 def native_sidecars_supported(env: Environment) -> Iterator[Problem]:
