@@ -193,3 +193,32 @@ def test_two_autoscalers_on_one_deployment_are_refused() -> None:
     assert [(i, rule) for i, _, _, rule in found] == [(2, "one-autoscaler")]
     with_replicas = {**deployment, "spec": {"replicas": 2}}
     assert [rule for _, _, _, rule in set_rules([with_replicas, scaled])] == ["no-replicas-under-hpa"]
+
+
+def scale_up_limit(behavior: dict[str, Any], replicas: int) -> int:
+    """The most replicas the HPA may go to from `replicas` in one policy period (no scale-up in it yet), as
+    kube-controller-manager computes it (horizontal.go, calculateScaleUpLimitWithScalingRules)."""
+    limits = [replicas + policy["value"] if policy["type"] == "Pods"
+              else math.ceil(replicas * (1 + policy["value"] / 100)) for policy in behavior["policies"]]
+    return max(limits) if behavior.get("selectPolicy", "Max") == "Max" else min(limits)
+
+
+KUBERNETES_DEFAULT_SCALE_UP = {"selectPolicy": "Max", "policies": [
+    {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+@pytest.mark.parametrize("root", [PROJECT, EVERY_FIELD], ids=["examples", "every-field"])
+def test_scale_up_is_at_least_as_fast_as_the_kubernetes_default(root: Path) -> None:
+    """From every replica count, each refresh (at most the default's 15 s) allows at least the default step:
+    from one replica, six in one step (the default's +4 would not be reached by doubling alone)."""
+    objects = manifests(rendered_files(root))
+    scalers = [o["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]
+               for o in of_kind(objects, "ScaledObject").values()]
+    scalers += [o["spec"]["behavior"]["scaleUp"] for o in of_kind(objects, "HorizontalPodAutoscaler").values()]
+    assert scalers
+    for scale_up in scalers:
+        assert scale_up["stabilizationWindowSeconds"] == 0
+        assert max(p["periodSeconds"] for p in scale_up["policies"]) <= 15
+        for replicas in range(1, 60):
+            assert scale_up_limit(scale_up, replicas) >= scale_up_limit(KUBERNETES_DEFAULT_SCALE_UP, replicas)
+        assert scale_up_limit(scale_up, 1) >= 5
