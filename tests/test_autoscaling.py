@@ -165,7 +165,13 @@ def test_each_version_has_a_sidecar_limiting_its_own_pods(root: Path) -> None:
         # one Envoy worker thread, so the limits are not split between threads
         pod = of_kind(in_env, "Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
         assert json.loads(pod["proxy.istio.io/config"])["concurrency"] == 1
-        assert "egress" not in sidecar["spec"] and "ingress" not in sidecar["spec"]  # the mesh's defaults stay
+        assert "egress" not in sidecar["spec"]  # the mesh's defaults stay
+        # the scoring port's listener goes to one static upstream, the container's port on loopback
+        [listener] = sidecar["spec"]["ingress"]
+        [port] = [p["containerPort"] for c in of_kind(in_env, "Deployment")[name]["spec"]["template"]["spec"][
+            "containers"] if c["name"] == "scoring" for p in c["ports"] if p["name"] == "http"]
+        assert listener["port"]["number"] == port and listener["defaultEndpoint"] == f"127.0.0.1:{port}"
+        assert pool["http"]["idleTimeout"] == "1s"
         sidecars += 1
     assert sidecars == len(versions)
 

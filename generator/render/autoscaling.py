@@ -20,6 +20,9 @@ from typing import Any
 
 DEFAULT_RATE_WINDOW = "1m"
 TRIGGER_AUTHENTICATION = "endpointgen-prometheus"
+# How long the sidecar keeps a connection to the server that carries no request: the server's sync workers each
+# serve one connection at a time, so an idle one holds a worker in read() until Envoy closes it (default 1 h).
+IDLE_UPSTREAM = "1s"
 
 
 def prometheus_view(settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -67,4 +70,4 @@ def inbound_limits(settings: dict[str, Any]) -> dict[str, int]:
     """
     workers = settings["replica_max_concurrent_requests"]
     queue = queue_length(workers, settings["max_request_wait_time"], settings["scoring_timeout_ms"])
-    return {"max_concurrent": workers, "queue": queue, "pending": workers + queue}
+    return {"max_concurrent": workers, "queue": queue, "pending": workers + queue, "idle_timeout": IDLE_UPSTREAM}

@@ -155,7 +155,7 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "num_replicas": None if s["autoscale_enabled"] else s["num_replicas"],
         "cpu_hpa": s["autoscale_enabled"] and env["prometheus"] is None,  # the fallback without Prometheus
         "scaled_object": scaled_object_view(ep, v, object_name, env["prometheus"]) if s["autoscale_enabled"] else None,
-        "inbound": inbound_limits(s),
+        "inbound": {**inbound_limits(s), "port": SCORING_PORT},
         "pdb": max_replicas >= 2,  # a PDB only helps a version that can run two or more replicas
         "timeout": istio_duration(s["scoring_timeout_ms"]),
         "retries": retries(s.get("scoring_retries", 0)),

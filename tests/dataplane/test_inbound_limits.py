@@ -7,6 +7,7 @@ through the ingress gateway as a client would. The server's /tmp (an emptyDir) r
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -83,8 +84,40 @@ def test_the_limits_are_the_sidecars(mesh: Mesh) -> None:
         (workers, workers + queue, workers)
 
 
+def test_the_server_is_one_static_upstream(mesh: Mesh) -> None:
+    """The Sidecar's ingress listener makes the inbound cluster one STATIC host, 127.0.0.1:5001 (not Istio's
+    ORIGINAL_DST, whose calls arriving together on a new cluster each make a host and a pool of their own, and a
+    pool with no connection opens one even past maxConnections), and Envoy closes an unused connection to it
+    within a second: a connection without a call would hold a sync worker in read()."""
+    [pod] = mesh.pods_of("limit-lab-queued")
+    dump = json.loads(mesh.envoy_admin(pod, "/config_dump?resource=dynamic_active_clusters"))
+    [inbound] = [c["cluster"] for c in dump["configs"] if c["cluster"]["name"].startswith("inbound|5001|")]
+    assert inbound["type"] == "STATIC"
+    [[endpoint]] = [[e["endpoint"]["address"]["socket_address"] for e in group["lb_endpoints"]]
+                    for group in inbound["load_assignment"]["endpoints"]]
+    assert (endpoint["address"], endpoint["port_value"]) == ("127.0.0.1", 5001)
+    options = inbound["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert options["common_http_protocol_options"]["idle_timeout"] == "1s"
+
+
+def test_the_server_port_takes_mtls_only(mesh: Mesh) -> None:
+    """The ingress listener keeps the namespace's STRICT mTLS: a plaintext call to the pod's port 5001, from the
+    node, reaches the sidecar (iptables) and is refused there, never the server."""
+    [pod] = mesh.pods_of("limit-lab-queued")
+
+    def plaintext() -> str:
+        try:
+            connection = http.client.HTTPConnection(pod.ip, 5001, timeout=5)
+            connection.request("POST", "/score", body=b"{}")
+            return f"answered {connection.getresponse().status}"
+        except (OSError, http.client.HTTPException) as error:
+            return type(error).__name__
+    assert not mesh.call(plaintext).startswith("answered")
+
+
 def test_a_burst_of_workers_plus_queue_is_served(mesh: Mesh) -> None:
-    """Every admitted request is served: N at once, the queue after them."""
+    """Every admitted request is served: N at once, the queue after them. The module's first calls: they reach
+    a cluster Envoy has just made."""
     workers, queue = limits(mesh)
     assert (workers, queue) == (2, 2)
     results = burst(mesh, workers + queue)
