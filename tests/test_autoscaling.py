@@ -228,3 +228,82 @@ def test_scale_up_is_at_least_as_fast_as_the_kubernetes_default(root: Path) -> N
         for replicas in range(1, 60):
             assert scale_up_limit(scale_up, replicas) >= scale_up_limit(KUBERNETES_DEFAULT_SCALE_UP, replicas)
         assert scale_up_limit(scale_up, 1) >= 5
+
+
+# --- metric outages and the move from the CPU HPA to KEDA ------------------------------------------------
+
+
+@pytest.mark.parametrize("kubernetes, keda, behavior", [
+    ("1.32", None, None),             # the add-on's KEDA 2.14: no fallback.behavior, the HPA holds on errors
+    ("1.33", None, None),             # 2.16.1 in AKS's component table
+    ("1.35", None, "currentReplicasIfHigher"),  # 2.17
+    ("1.36", None, "currentReplicasIfHigher"),  # 2.19
+    ("1.39", None, "currentReplicasIfHigher"),  # above the table: the newest known
+    ("1.36", "2.16", None),           # a self-installed KEDA older than the add-on's
+    ("1.33", "2.17", "currentReplicasIfHigher"),
+])
+def test_the_fallback_is_what_the_clusters_keda_has(tmp_path: Path, kubernetes: str, keda: str | None,
+                                                    behavior: str | None) -> None:
+    root = copy_examples(tmp_path / "repo")
+    autoscaling = yaml.safe_load((root / "environments/dev/environment.yaml").read_text())["autoscaling"]
+    if keda:
+        autoscaling["keda_version"] = keda
+    write_environment(root, "dev", {"kubernetes_version": kubernetes, "autoscaling": autoscaling})
+    scaled = of_kind(manifests(rendered_files(root, ["dev"])), "ScaledObject")
+    assert scaled
+    for so in scaled.values():
+        if behavior is None:
+            assert "fallback" not in so["spec"]
+        else:
+            assert so["spec"]["fallback"] == {"failureThreshold": 3, "replicas": so["spec"]["minReplicaCount"],
+                                              "behavior": behavior}
+        [trigger] = so["spec"]["triggers"]
+        # KEDA 2.17's webhook refuses a fallback unless a trigger's metricType is AverageValue
+        assert trigger["metricType"] == "AverageValue"
+        # an empty result is a scaler error, not a zero, and the query has no default of its own
+        assert trigger["metadata"]["ignoreNullValues"] == "false" and "vector(" not in trigger["metadata"]["query"]
+
+
+def test_a_version_moves_from_the_cpu_hpa_to_keda_without_a_refused_apply(tmp_path: Path) -> None:
+    """Before: dev without Prometheus, a CPU HPA per autoscaled version. After: Prometheus set, a ScaledObject.
+    Flux applies the new objects before it prunes the old HPA, so KEDA's webhook sees the HPA still scaling the
+    Deployment; it admits the ScaledObject only with the transfer annotation and the HPA's name in
+    advanced.horizontalPodAutoscalerConfig.name (kedacore/keda apis/keda/v1alpha1/scaledobject_webhook.go,
+    verifyHpas), and KEDA then adopts that HPA by name."""
+    root = copy_examples(tmp_path / "repo")
+    autoscaling = yaml.safe_load((root / "environments/dev/environment.yaml").read_text())["autoscaling"]
+    write_environment(root, "dev", {}, drop=("autoscaling",))
+    before = of_kind(manifests(rendered_files(root, ["dev"])), "HorizontalPodAutoscaler")
+    write_environment(root, "dev", {"autoscaling": autoscaling})
+    after = manifests(rendered_files(root, ["dev"]))
+    scaled = of_kind(after, "ScaledObject")
+    assert before and set(before) == set(scaled) and of_kind(after, "HorizontalPodAutoscaler") == {}
+    hpas = list(before.values())
+    for so in scaled.values():
+        assert keda_webhook_refusal(so, hpas) is None
+        bare = {**so, "metadata": {**so["metadata"], "annotations": {}}}
+        assert "is already managed by the hpa" in str(keda_webhook_refusal(bare, hpas))  # without it: refused
+
+
+def keda_webhook_refusal(so: dict[str, Any], hpas: list[dict[str, Any]]) -> str | None:
+    """KEDA's admission rule for HPAs (verifyHpas, v2.11 to v2.19): an HPA in the namespace scaling the same
+    target and not owned by this ScaledObject refuses it, unless the transfer annotation is "true" and the
+    ScaledObject names that HPA in advanced.horizontalPodAutoscalerConfig.name."""
+    meta, spec = so["metadata"], so["spec"]
+    for hpa in hpas:
+        if hpa["metadata"]["namespace"] != meta["namespace"]:
+            continue
+        target = hpa["spec"]["scaleTargetRef"]
+        if (target["kind"], target["name"]) != (spec["scaleTargetRef"].get("kind", "Deployment"),
+                                                spec["scaleTargetRef"]["name"]):
+            continue
+        owners = hpa["metadata"].get("ownerReferences", [])
+        if any(o["kind"] == "ScaledObject" and o["name"] == meta["name"] for o in owners):
+            continue
+        transfer = meta.get("annotations", {}).get("scaledobject.keda.sh/transfer-hpa-ownership") == "true"
+        if not (transfer and spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name")
+                == hpa["metadata"]["name"]):
+            return (f"the workload '{target['name']}' of type '{target['kind']}' is already managed by the hpa "
+                    f"'{hpa['metadata']['name']}'")
+    return None
+

@@ -15,7 +15,7 @@ from typing import Any
 from ..spec.defaults import metrics_namespaces
 from ..spec.model import Endpoint, Environment, Version
 from ..spec.traffic import route_weights
-from .autoscaling import busy_threshold, in_flight_query, inbound_limits, prometheus_view, threshold_text
+from .autoscaling import busy_threshold, fallback, in_flight_query, inbound_limits, prometheus_view, threshold_text
 from .containers import gib, loader_security, pod_security, server_command, storage
 from .lifecycle import native_sidecars, probes, shutdown, worker_count
 
@@ -172,6 +172,7 @@ def scaled_object_view(ep: Endpoint, v: Version, workload: str, prometheus: dict
         "query": in_flight_query(workload, ep.namespace, prometheus["rate_window"]),
         "threshold": threshold_text(busy_threshold(s["replica_max_concurrent_requests"],
                                                    s["autoscale_target_utilization"])),
+        "fallback": fallback(prometheus["keda"], s["autoscale_min_replicas"]),
     }
 
 
