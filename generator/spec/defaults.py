@@ -103,13 +103,23 @@ AZURE_MONITOR_SCRAPER_NAMESPACE = "kube-system"  # Azure Monitor managed Prometh
 AZURE_MONITOR_SUFFIX = ".prometheus.monitor.azure.com"
 
 
+def url_host(address: str) -> str:
+    """"https://amw.westeurope.prometheus.monitor.azure.com:443/x" -> "amw.westeurope.prometheus.monitor.azure.com"."""
+    return address.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def duration_seconds(duration: str) -> int:
+    """A Prometheus duration of the schema's form ("1m", "90s") in seconds."""
+    return int(duration[:-1]) * (60 if duration.endswith("m") else 1)
+
+
 def prometheus_scraper_namespace(settings: Mapping[str, Any]) -> str | None:
     """Where the autoscaling Prometheus's scraper runs: the namespace of an in-cluster address
     (`<service>.<namespace>[.svc[.cluster.local]]`), kube-system for Azure Monitor, None when unknown."""
     address = settings.get("autoscaling", {}).get("prometheus", {}).get("server_address")
     if not address:
         return None
-    host = address.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    host = url_host(address)
     if host.endswith(AZURE_MONITOR_SUFFIX):
         return AZURE_MONITOR_SCRAPER_NAMESPACE
     parts = host.split(".")

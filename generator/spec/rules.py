@@ -13,7 +13,7 @@ from decimal import Decimal, localcontext
 
 from ..problems import Problem
 from .defaults import (AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, NATIVE_SIDECAR_KUBERNETES,
-                       kubernetes_minor, prometheus_scraper_namespace)
+                       duration_seconds, kubernetes_minor, prometheus_scraper_namespace, url_host)
 from .model import Endpoint, Environment
 from .traffic import EXACT
 from .waivers import POLICIES
@@ -338,8 +338,7 @@ def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:
         return
     path = ("autoscaling", "prometheus")
     address, auth = prometheus["server_address"], prometheus.get("auth", "none")
-    host = address.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
-    if host.endswith(AZURE_MONITOR_SUFFIX) and auth != "azure-workload":
+    if url_host(address).endswith(AZURE_MONITOR_SUFFIX) and auth != "azure-workload":
         yield env.doc.problem((*path, "auth") if "auth" in prometheus else (*path, "server_address"),
                               "Azure Monitor managed Prometheus takes Azure AD tokens only: set auth: azure-workload")
     if auth == "azure-workload" and not address.startswith("https://"):
@@ -347,7 +346,7 @@ def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:
     if "identity_id" in prometheus and auth != "azure-workload":
         yield env.doc.problem((*path, "identity_id"), "identity_id is used with auth: azure-workload only")
     window = prometheus.get("rate_window", "1m")
-    if int(window[:-1]) * (60 if window.endswith("m") else 1) < 30:
+    if duration_seconds(window) < 30:
         yield env.doc.problem((*path, "rate_window"), f"{window} is too short for rate(): use at least two scrape "
                                                       "intervals (30s at the very least; 1m with a 30s scrape)")
 
@@ -363,3 +362,47 @@ def colliding_objects(endpoints: list[Endpoint]) -> Iterator[Problem]:
                                  f"object name {key[2]!r} in namespace {key[1]!r} is also derived from "
                                  f"{owners[key]}; rename one version")
             owners.setdefault(key, f"{ep.name}/{v.name}")
+
+
+# Azure Monitor managed Prometheus's query limits for client traffic, in query hours (a query's time range plus
+# its range selectors) per 30 s window, before parsing (learn.microsoft.com/azure/azure-monitor/fundamentals/
+# service-limits, "Prometheus metrics", 2025-05-21): beyond them queries are throttled, the scaler errors.
+QUERY_HOURS_PER_IDENTITY = 30_000  # per user: Entra ID app, managed identity, Grafana workspace
+QUERY_HOURS_PER_WORKSPACE = 60_000
+LIMIT_WINDOW_SECONDS = 30
+HPA_SYNC_SECONDS = 15  # the HPA reads the metric from KEDA's metrics server this often; each read is a query
+
+
+def query_hours(refresh_seconds: int, rate_window: str) -> float:
+    """Query hours one ScaledObject costs its workspace per 30 s: KEDA's polling loop every pollingInterval and
+    each HPA read run the instant query, whose [rate_window] counts as its time range."""
+    queries = LIMIT_WINDOW_SECONDS / refresh_seconds + LIMIT_WINDOW_SECONDS / HPA_SYNC_SECONDS
+    return queries * duration_seconds(rate_window) / 3600
+
+
+def query_load_within_limits(endpoints: list[Endpoint]) -> Iterator[Problem]:
+    """The ScaledObjects of all loaded environments must stay within their Azure Monitor workspaces' query
+    limits, per workspace and per identity KEDA queries with (its identity_id, or each cluster's operator)."""
+    load: dict[tuple[str, str], float] = {}
+    envs: dict[tuple[str, str], dict[str, Environment]] = {}
+    for ep in endpoints:
+        prometheus = ep.env.settings.get("autoscaling", {}).get("prometheus")
+        if prometheus is None or not url_host(prometheus["server_address"]).endswith(AZURE_MONITOR_SUFFIX):
+            continue
+        cost = sum(query_hours(v.settings["autoscale_refresh_seconds"], prometheus.get("rate_window", "1m"))
+                   for v in ep.versions if v.settings["autoscale_enabled"])
+        identity = prometheus.get("identity_id") or f"the KEDA operator of {ep.env.settings['cluster_name']}"
+        for key in (("workspace", url_host(prometheus["server_address"])), ("identity", identity)):
+            load[key] = load.get(key, 0.0) + cost
+            envs.setdefault(key, {})[ep.env.name] = ep.env
+    limits = {"workspace": QUERY_HOURS_PER_WORKSPACE, "identity": QUERY_HOURS_PER_IDENTITY}
+    for (kind, name), hours in sorted(load.items()):
+        if hours <= limits[kind]:
+            continue
+        for env in envs[(kind, name)].values():
+            yield env.doc.problem(
+                ("autoscaling", "prometheus", "server_address"),
+                f"the ScaledObjects of {', '.join(sorted(envs[(kind, name)]))} would query {kind} {name} for "
+                f"{hours:,.0f} query hours per 30 s, above Azure Monitor's limit of {limits[kind]:,} (each "
+                f"poll and each 15 s HPA read is one query over rate_window): raise autoscale_refresh_seconds, "
+                f"shorten rate_window, or spread the environments over several workspaces (README, Autoscaling)")
