@@ -309,28 +309,32 @@ def keda_webhook_refusal(so: dict[str, Any], hpas: list[dict[str, Any]]) -> str 
 
 
 def test_scaled_objects_beyond_the_workspace_query_limit_are_refused(tmp_path: Path) -> None:
-    """Azure Monitor's 30,000 query hours per identity per 30 s: with a 10 h rate window each 1 s ScaledObject
-    costs (30 polls + 2 HPA reads) x 10 h = 320 of them, so prod holds 93 and refuses the 94th."""
+    """Azure Monitor's 30,000 query hours per identity per 30 s: with a 100 h rate window each 1 s ScaledObject
+    costs (30 polls + 2 HPA reads) x 100 h = 3,200 of them: prod takes as many as fit, and refuses one more."""
     root = copy_examples(tmp_path / "repo")
     path = root / "environments" / "prod" / "environment.yaml"
     settings = yaml.safe_load(path.read_text())
-    settings["autoscaling"]["prometheus"]["rate_window"] = "600m"
+    settings["autoscaling"]["prometheus"]["rate_window"] = "6000m"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
-    window_hours = 10
+    window_hours = 100
     existing = of_kind(manifests(rendered_files(root, ["prod"])), "ScaledObject").values()
     load = sum((30 / so["spec"]["pollingInterval"] + 30 / 15) * window_hours for so in existing)
     per_version = (30 / 1 + 30 / 15) * window_hours
     fits = int((30_000 - load) // per_version)
-    assert 80 < fits < 93
+    assert 0 < fits < 9
     for i in range(fits):
         write_endpoint(root, "prod", f"load-{i}", [version_spec("one", autoscale_refresh_seconds=1)],
                        auth_enabled=False)
     assert run_cli(root, "validate", "--specs-only", "--env", "prod").exit_code == 0
+    assert run_cli(root, "render", "--env", "prod").exit_code == 0
     write_endpoint(root, "prod", "one-more", [version_spec("one", autoscale_refresh_seconds=1)], auth_enabled=False)
-    result = run_cli(root, "validate", "--specs-only", "--env", "prod")
-    assert result.exit_code == 1
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "server_address:" in text)
-    [problem] = [p for p in result.stderr.splitlines() if p.startswith("environments/")]
-    assert problem.startswith(f"environments/prod/environment.yaml:{line}:")
-    assert f"{load + (fits + 1) * per_version:,.0f} query hours per 30 s" in problem
-    assert f"identity the KEDA operator of {settings['cluster_name']}" in problem and "limit of 30,000" in problem
+    # the spec checks, a full validate, and the render after one change (incremental, from the recorded load)
+    for command in (["validate", "--specs-only"], ["validate"], ["render", "--env", "prod"]):
+        result = run_cli(root, *command)
+        assert result.exit_code == 1, command
+        [problem] = [p for p in result.stderr.splitlines() if p.startswith("environments/")]
+        assert problem.startswith(f"environments/prod/environment.yaml:{line}:")
+        assert f"{load + (fits + 1) * per_version:,.0f} query hours per 30 s" in problem
+        assert f"identity the KEDA operator of {settings['cluster_name']}" in problem and "limit of 30,000" in problem
+    assert not (root / "rendered" / "prod" / "endpoints" / "one-more").exists()

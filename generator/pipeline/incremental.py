@@ -23,6 +23,7 @@ from ..render.objects import render_endpoint, render_flux, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
 from ..spec.repository import load_repository
+from ..spec.rules import endpoint_query_hours, query_load_within_limits
 
 MAX_CHANGED = 50  # beyond this a full (parallel) render is as fast
 
@@ -69,8 +70,11 @@ def plan_changed(root: Path, env: str) -> Change | None:
     if len(changed) > MAX_CHANGED:
         return None
     repo = load_repository(root, [env], only=[paths[n] for n in changed])
-    problems = repo.problems + _collisions(repo.endpoints, {n: s for n, s in recorded.items()
-                                                           if n in paths and n not in changed})
+    unchanged = {n: s for n, s in recorded.items() if n in paths and n not in changed}
+    problems = repo.problems + _collisions(repo.endpoints, unchanged)
+    if not problems:  # this environment's load (validate, and a full render, add up all environments')
+        hours = sum(s["query_hours"] for s in unchanged.values()) + sum(map(endpoint_query_hours, repo.endpoints))
+        problems += query_load_within_limits({env: repo.environments[0]}, {env: hours})
     if problems:
         raise ProblemsFound(problems)
     environment = repo.environments[0]

@@ -20,6 +20,7 @@ from ..problems import Problem
 from ..render.views import environment_view
 from ..spec.model import Endpoint, Environment
 from ..spec.repository import Repository, load_endpoint, load_repository
+from ..spec.rules import query_load_within_limits
 from .parallel import map_chunks
 
 Work = Callable[[Environment, dict[str, Any], Endpoint], Any]  # (environment, its view, a valid endpoint) -> result
@@ -85,6 +86,9 @@ def sweep(root: Path, environments: dict[str, tuple[Environment | None, list[Pro
     for name, (_, problems) in environments.items():
         result.problems += problems + [p for o in result.outcomes if o.env == name for p in o.problems]
     result.problems += collisions(root, result)
+    result.problems += query_load_within_limits(
+        {name: env for name, env in envs.items() if env is not None},
+        {name: sum(o.summary["query_hours"] for o in result.valid(name) if o.summary is not None) for name in envs})
     return result
 
 

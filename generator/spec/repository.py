@@ -10,7 +10,8 @@ from ..layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR, ENVIRONMENT_FILE, select_e
 from ..problems import Problem, display_path
 from .loader import Document, LoadError, load_yaml, parse_yaml
 from .model import Endpoint, Environment
-from .rules import colliding_objects, endpoint_problems, environment_problems, query_load_within_limits
+from .rules import (colliding_objects, endpoint_problems, endpoint_query_hours, environment_problems,
+                    query_load_within_limits)
 from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
 
 
@@ -44,7 +45,10 @@ def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mappin
         for path in sorted(paths):
             load_endpoint(repo, env, path)
     repo.problems.extend(colliding_objects(repo.endpoints))
-    repo.problems.extend(query_load_within_limits(repo.endpoints))
+    if only is None:  # the load of some endpoints says nothing about the limits
+        hours = {env.name: sum(endpoint_query_hours(ep) for ep in repo.endpoints_of(env.name))
+                 for env in repo.environments}
+        repo.problems.extend(query_load_within_limits({env.name: env for env in repo.environments}, hours))
     return repo
 
 

@@ -8,7 +8,7 @@ that would otherwise only fail at apply time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
@@ -380,29 +380,38 @@ def query_hours(refresh_seconds: int, rate_window: str) -> float:
     return queries * duration_seconds(rate_window) / 3600
 
 
-def query_load_within_limits(endpoints: list[Endpoint]) -> Iterator[Problem]:
-    """The ScaledObjects of all loaded environments must stay within their Azure Monitor workspaces' query
-    limits, per workspace and per identity KEDA queries with (its identity_id, or each cluster's operator)."""
+def endpoint_query_hours(ep: Endpoint) -> float:
+    """What one endpoint's ScaledObjects cost an Azure Monitor workspace per 30 s (0 with another Prometheus)."""
+    prometheus = ep.env.settings.get("autoscaling", {}).get("prometheus")
+    if prometheus is None or not url_host(prometheus["server_address"]).endswith(AZURE_MONITOR_SUFFIX):
+        return 0.0
+    return sum(query_hours(v.settings["autoscale_refresh_seconds"], prometheus.get("rate_window", "1m"))
+               for v in ep.versions if v.settings["autoscale_enabled"])
+
+
+def query_load_within_limits(envs: Mapping[str, Environment], hours: Mapping[str, float]) -> Iterator[Problem]:
+    """The ScaledObjects of the given environments (`hours`: each one's total endpoint_query_hours) must stay
+    within Azure Monitor's query limits, per workspace and per identity KEDA queries with (its identity_id, or
+    each cluster's operator)."""
     load: dict[tuple[str, str], float] = {}
-    envs: dict[tuple[str, str], dict[str, Environment]] = {}
-    for ep in endpoints:
-        prometheus = ep.env.settings.get("autoscaling", {}).get("prometheus")
-        if prometheus is None or not url_host(prometheus["server_address"]).endswith(AZURE_MONITOR_SUFFIX):
+    sharing: dict[tuple[str, str], list[Environment]] = {}
+    for name, env in sorted(envs.items()):
+        prometheus = env.settings.get("autoscaling", {}).get("prometheus")
+        if not hours.get(name) or prometheus is None:
             continue
-        cost = sum(query_hours(v.settings["autoscale_refresh_seconds"], prometheus.get("rate_window", "1m"))
-                   for v in ep.versions if v.settings["autoscale_enabled"])
-        identity = prometheus.get("identity_id") or f"the KEDA operator of {ep.env.settings['cluster_name']}"
+        identity = prometheus.get("identity_id") or f"the KEDA operator of {env.settings['cluster_name']}"
         for key in (("workspace", url_host(prometheus["server_address"])), ("identity", identity)):
-            load[key] = load.get(key, 0.0) + cost
-            envs.setdefault(key, {})[ep.env.name] = ep.env
+            load[key] = load.get(key, 0.0) + hours[name]
+            sharing.setdefault(key, []).append(env)
     limits = {"workspace": QUERY_HOURS_PER_WORKSPACE, "identity": QUERY_HOURS_PER_IDENTITY}
-    for (kind, name), hours in sorted(load.items()):
-        if hours <= limits[kind]:
+    for (kind, name), total in sorted(load.items()):
+        if total <= limits[kind]:
             continue
-        for env in envs[(kind, name)].values():
+        names = ", ".join(env.name for env in sharing[(kind, name)])
+        for env in sharing[(kind, name)]:
             yield env.doc.problem(
                 ("autoscaling", "prometheus", "server_address"),
-                f"the ScaledObjects of {', '.join(sorted(envs[(kind, name)]))} would query {kind} {name} for "
-                f"{hours:,.0f} query hours per 30 s, above Azure Monitor's limit of {limits[kind]:,} (each "
-                f"poll and each 15 s HPA read is one query over rate_window): raise autoscale_refresh_seconds, "
-                f"shorten rate_window, or spread the environments over several workspaces (README, Autoscaling)")
+                f"the ScaledObjects of {names} would query {kind} {name} for {total:,.0f} query hours per 30 s, "
+                f"above Azure Monitor's limit of {limits[kind]:,} (each poll and each 15 s HPA read is one query "
+                f"over rate_window): raise autoscale_refresh_seconds, shorten rate_window, or spread the "
+                f"environments over several workspaces (README, Autoscaling)")
