@@ -578,14 +578,26 @@ def test_auth_objects_follow_the_auth_mode(output: Output) -> None:
         policies = {name: o for (kind, name), o in scoped.items() if kind == "AuthorizationPolicy"}
         if mode == "token":
             request_auth = scoped[("RequestAuthentication", endpoint)]
-            (rule,) = request_auth["spec"]["jwtRules"]
-            assert rule["issuer"] == settings["token_auth"]["issuer"]
-            assert rule["audiences"] == settings["token_auth"]["audiences"]
+            # the examples' issuers are Entra ID's: both token versions of the tenant, each with the audiences
+            # its tokens carry (v1: App ID URI or client ID, as requested; v2: always the client ID)
+            tenant, audiences = settings["token_auth"]["issuer"].split("/")[3], settings["token_auth"]["audiences"]
+            client_ids = [a for a in audiences if re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", a)]
+            expected = {f"https://sts.windows.net/{tenant}/": audiences}
+            if client_ids:
+                expected[f"https://login.microsoftonline.com/{tenant}/v2.0"] = client_ids
+            rules = request_auth["spec"]["jwtRules"]
+            assert {r["issuer"]: r["audiences"] for r in rules} == expected and len(rules) == len(expected)
+            roles = spec.get("required_roles", settings["token_auth"].get("required_roles", []))
+            scopes = spec.get("required_scopes", settings["token_auth"].get("required_scopes", []))
+            assert all(r.get("spaceDelimitedClaims") == (["scp"] if scopes else None) for r in rules)
             assert list(policies) == [f"{endpoint}-require-token"]
             policy = policies[f"{endpoint}-require-token"]["spec"]
             assert policy.get("action", "ALLOW") == "ALLOW"
             (allow,) = policy["rules"]
-            assert allow == {"from": [{"source": {"requestPrincipals": [settings["token_auth"]["issuer"] + "/*"]}}]}
+            assert allow.pop("from") == [{"source": {"requestPrincipals": [f"{issuer}/*" for issuer in expected]}}]
+            assert allow == ({"when": [{"key": "request.auth.claims[roles]", "values": [r]} for r in roles]
+                              + [{"key": "request.auth.claims[scp]", "values": [s]} for s in scopes]}
+                             if roles or scopes else {})
         elif mode == "key":
             assert "RequestAuthentication" not in kinds
             assert list(policies) == [f"{endpoint}-require-key"]

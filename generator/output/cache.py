@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..layout import CLUSTERS_DIR, ENVIRONMENTS_DIR, ENVIRONMENT_FILE, RENDERED_DIR, TOOL_DIR, spec_paths
-from ..spec.rules import endpoint_query_hours
+from ..spec.query_load import endpoint_query_hours
 from .writer import write_atomic
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from ..render.objects import render_endpoint, render_flux, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
 from ..spec.repository import load_repository
-from ..spec.rules import endpoint_query_hours, query_load_within_limits
+from ..spec.query_load import endpoint_query_hours, query_load_within_limits
 
 MAX_CHANGED = 50  # beyond this a full (parallel) render is as fast
 

@@ -20,7 +20,7 @@ from ..problems import Problem
 from ..render.views import environment_view
 from ..spec.model import Endpoint, Environment
 from ..spec.repository import Repository, load_endpoint, load_repository
-from ..spec.rules import query_load_within_limits
+from ..spec.query_load import query_load_within_limits
 from .parallel import map_chunks
 
 Work = Callable[[Environment, dict[str, Any], Endpoint], Any]  # (environment, its view, a valid endpoint) -> result

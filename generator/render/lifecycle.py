@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..spec.defaults import NATIVE_SIDECAR_KUBERNETES, kubernetes_minor
+from ..spec.defaults import NATIVE_SIDECAR_KUBERNETES, kubernetes_minor, revision_minor
 
 PRE_STOP_SECONDS = 5  # time for an EndpointSlice change to reach istiod and every proxy
 SHUTDOWN_MARGIN_SECONDS = 5
@@ -93,11 +93,3 @@ def native_sidecars(istio: dict[str, Any], kubernetes_version: str) -> bool:
     minor = revision_minor(istio["revision"])
     return (minor is not None and minor >= NATIVE_SIDECAR_REVISION
             and kubernetes_minor(kubernetes_version) >= NATIVE_SIDECAR_KUBERNETES)
-
-
-def revision_minor(revision: str) -> int | None:
-    """asm-1-29 -> 29; None for a revision not named as the AKS add-on's."""
-    parts = revision.split("-")
-    if len(parts) == 3 and parts[0] == "asm" and parts[1] == "1" and parts[2].isdigit():
-        return int(parts[2])
-    return None

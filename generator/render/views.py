@@ -15,6 +15,7 @@ from typing import Any
 from ..spec.defaults import metrics_namespaces
 from ..spec.model import Endpoint, Environment, Version
 from ..spec.traffic import route_weights
+from .tokens import jwt_rules, required, required_claims
 from .autoscaling import busy_threshold, fallback, in_flight_query, inbound_limits, prometheus_view, threshold_text
 from .containers import gib, loader_security, pod_security, server_command, storage
 from .lifecycle import native_sidecars, probes, shutdown, worker_count
@@ -53,18 +54,8 @@ def environment_view(env: Environment) -> dict[str, Any]:
     view["prometheus"] = prometheus_view(settings)
     token = settings.get("token_auth")
     if token is not None:
-        view["token_auth"] = {**token, "jwks_uri": token.get("jwks_uri") or azure_ad_jwks_uri(token["issuer"])}
+        view["token_auth"] = token
     return view
-
-
-def azure_ad_jwks_uri(issuer: str) -> str | None:
-    """The JWKS address of an Azure AD issuer (v1 or v2 tokens); None for other issuers."""
-    for prefix, suffix in (("https://login.microsoftonline.com/", "/v2.0"), ("https://sts.windows.net/", "/")):
-        if issuer.startswith(prefix) and issuer.endswith(suffix):
-            tenant = issuer[len(prefix):len(issuer) - len(suffix)].strip("/")
-            path = "discovery/v2.0/keys" if suffix == "/v2.0" else "discovery/keys"
-            return f"https://login.microsoftonline.com/{tenant}/{path}"
-    return None
 
 
 def common_labels(ep: Endpoint) -> dict[str, str]:
@@ -105,7 +96,17 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "client_id": env.get("key_vault", {}).get("client_id"),
         "app_insights_secret": app_insights_secret,
         "app_insights_objects": app_insights_objects(env) if app_insights_secret else None,
+        **token_view(env.get("token_auth"), ep.doc.data),
     }
+
+
+def token_view(token_auth: dict[str, Any] | None, endpoint: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint's JWT rules, the request principals its ALLOW policy admits and the claims it requires."""
+    if token_auth is None:
+        return {"token_rules": [], "token_principals": [], "token_claims": []}
+    rules = jwt_rules(token_auth, split_scopes=bool(required(token_auth, endpoint, "required_scopes")))
+    return {"token_rules": rules, "token_principals": [f"{r['issuer']}/*" for r in rules],
+            "token_claims": required_claims(token_auth, endpoint)}
 
 
 def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any]:

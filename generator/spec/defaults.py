@@ -6,6 +6,7 @@ Precedence, lowest first: the AksEndpoint defaults below, the environment's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,30 @@ def kubernetes_minor(version: str) -> tuple[int, int]:
     """"1.33" -> (1, 33)."""
     major, minor = version.split(".")[:2]
     return int(major), int(minor)
+
+
+def revision_minor(revision: str) -> int | None:
+    """asm-1-29 -> 29; None for a revision not named as the AKS add-on's."""
+    parts = revision.split("-")
+    if len(parts) == 3 and parts[0] == "asm" and parts[1] == "1" and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+# Entra ID's access-token issuers (v1, v2) and the form of an app's client ID (Microsoft identity platform)
+ENTRA_ISSUERS = (
+    re.compile(r"^https://sts\.windows\.net/(?P<tenant>[^/]+)/$"),
+    re.compile(r"^https://login\.microsoftonline\.com/(?P<tenant>[^/]+)/v2\.0$"),
+)
+CLIENT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def entra_tenant(issuer: str) -> str | None:
+    """The tenant of an Entra ID issuer (v1 or v2 form), None for any other issuer."""
+    for form in ENTRA_ISSUERS:
+        if match := form.match(issuer):
+            return match.group("tenant")
+    return None
 
 
 AUTOSCALE_SETTINGS = (

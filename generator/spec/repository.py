@@ -10,8 +10,8 @@ from ..layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR, ENVIRONMENT_FILE, select_e
 from ..problems import Problem, display_path
 from .loader import Document, LoadError, load_yaml, parse_yaml
 from .model import Endpoint, Environment
-from .rules import (colliding_objects, endpoint_problems, endpoint_query_hours, environment_problems,
-                    query_load_within_limits)
+from .query_load import endpoint_query_hours, query_load_within_limits
+from .rules import colliding_objects, endpoint_problems, environment_problems
 from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
 
 

@@ -8,12 +8,13 @@ that would otherwise only fail at apply time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
-from .defaults import (AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, NATIVE_SIDECAR_KUBERNETES,
-                       duration_seconds, kubernetes_minor, prometheus_scraper_namespace, url_host)
+from .defaults import (AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, CLIENT_ID,
+                       NATIVE_SIDECAR_KUBERNETES, duration_seconds, entra_tenant, kubernetes_minor,
+                       prometheus_scraper_namespace, revision_minor, url_host)
 from .model import Endpoint, Environment
 from .traffic import EXACT
 from .waivers import POLICIES
@@ -82,6 +83,29 @@ def one_auth_mode(ep: Endpoint) -> Iterator[Problem]:
     if ep.settings["auth_enabled"] and ep.settings["token_auth_enabled"]:
         path = ("auth_enabled",) if "auth_enabled" in ep.doc.data else ("token_auth_enabled",)
         yield ep.problem(path, "auth_enabled and token_auth_enabled cannot both be true; choose key or token auth")
+
+
+SPACE_DELIMITED_CLAIMS_ISTIO = 28  # RequestAuthentication spaceDelimitedClaims: Istio 1.28 (istio/api#3547)
+
+
+def token_claims_enforceable(ep: Endpoint) -> Iterator[Problem]:
+    """required_roles / required_scopes of an endpoint need token auth, and scopes a proxy that splits `scp`."""
+    for field in ("required_roles", "required_scopes"):
+        if field in ep.doc.data and not ep.settings["token_auth_enabled"]:
+            yield ep.problem((field,), f"{field} is checked on tokens only: set token_auth_enabled: true")
+    token = ep.env.settings.get("token_auth", {})
+    if not ep.settings["token_auth_enabled"] or not ep.doc.data.get("required_scopes", token.get("required_scopes")):
+        return
+    minor = revision_minor(ep.env.settings["istio"]["revision"])
+    if minor is not None and minor < SPACE_DELIMITED_CLAIMS_ISTIO:
+        message = (f"scp holds all of a token's scopes in one space-separated string, which Istio splits for "
+                   f"matching only from 1.28 (spaceDelimitedClaims); istio.revision "
+                   f"{ep.env.settings['istio']['revision']} would refuse every token with more than one scope: "
+                   f"use asm-1-28 or later, or required_roles")
+        if "required_scopes" in ep.doc.data:
+            yield ep.problem(("required_scopes",), message)
+        else:
+            yield ep.env.doc.problem(("token_auth", "required_scopes"), message)
 
 
 def token_auth_configured(ep: Endpoint) -> Iterator[Problem]:
@@ -268,6 +292,7 @@ RULES: list[Rule] = [
     namespace_is_not_a_system_one,
     one_auth_mode,
     token_auth_configured,
+    token_claims_enforceable,
     keys_referenced_properly,
     app_insights_configured,
     waivers_name_known_policies,
@@ -305,6 +330,7 @@ def environment_problems(env: Environment) -> Iterator[Problem]:
                                   f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
     yield from prometheus_settings_consistent(env)
     yield from native_sidecars_supported(env)
+    yield from token_audiences_reachable(env)
     yield from prometheus_can_scrape(env)
 
 
@@ -320,6 +346,18 @@ def prometheus_can_scrape(env: Environment) -> Iterator[Problem]:
                               f"the autoscaling Prometheus ({address}) scrapes from namespace {scraper!r}, which "
                               f"this list does not admit to the sidecars' metrics ports 15020 and 15090: no version "
                               f"would ever have metrics to scale on; add {scraper!r}")
+
+
+def token_audiences_reachable(env: Environment) -> Iterator[Problem]:
+    """An Entra ID token's aud is the API's App ID URI (a URI) or its client ID (a GUID): an Entra issuer with no
+    audience of either form admits no token at all."""
+    token = env.settings.get("token_auth")
+    if token is None or entra_tenant(token["issuer"]) is None:
+        return
+    if not any(CLIENT_ID.match(a) or re.match(r"^[a-z][a-z0-9+.-]*://", a) for a in token["audiences"]):
+        yield env.doc.problem(("token_auth", "audiences"),
+                              "an Entra ID access token's aud is the API's App ID URI (api://... or https://...) "
+                              "or its client ID (a GUID); none of these is either, so every token would get 401")
 
 
 def native_sidecars_supported(env: Environment) -> Iterator[Problem]:
@@ -362,56 +400,3 @@ def colliding_objects(endpoints: list[Endpoint]) -> Iterator[Problem]:
                                  f"object name {key[2]!r} in namespace {key[1]!r} is also derived from "
                                  f"{owners[key]}; rename one version")
             owners.setdefault(key, f"{ep.name}/{v.name}")
-
-
-# Azure Monitor managed Prometheus's query limits for client traffic, in query hours (a query's time range plus
-# its range selectors) per 30 s window, before parsing (learn.microsoft.com/azure/azure-monitor/fundamentals/
-# service-limits, "Prometheus metrics", 2025-05-21): beyond them queries are throttled, the scaler errors.
-QUERY_HOURS_PER_IDENTITY = 30_000  # per user: Entra ID app, managed identity, Grafana workspace
-QUERY_HOURS_PER_WORKSPACE = 60_000
-LIMIT_WINDOW_SECONDS = 30
-HPA_SYNC_SECONDS = 15  # the HPA reads the metric from KEDA's metrics server this often; each read is a query
-
-
-def query_hours(refresh_seconds: int, rate_window: str) -> float:
-    """Query hours one ScaledObject costs its workspace per 30 s: KEDA's polling loop every pollingInterval and
-    each HPA read run the instant query, whose [rate_window] counts as its time range."""
-    queries = LIMIT_WINDOW_SECONDS / refresh_seconds + LIMIT_WINDOW_SECONDS / HPA_SYNC_SECONDS
-    return queries * duration_seconds(rate_window) / 3600
-
-
-def endpoint_query_hours(ep: Endpoint) -> float:
-    """What one endpoint's ScaledObjects cost an Azure Monitor workspace per 30 s (0 with another Prometheus)."""
-    prometheus = ep.env.settings.get("autoscaling", {}).get("prometheus")
-    if prometheus is None or not url_host(prometheus["server_address"]).endswith(AZURE_MONITOR_SUFFIX):
-        return 0.0
-    return sum(query_hours(v.settings["autoscale_refresh_seconds"], prometheus.get("rate_window", "1m"))
-               for v in ep.versions if v.settings["autoscale_enabled"])
-
-
-def query_load_within_limits(envs: Mapping[str, Environment], hours: Mapping[str, float]) -> Iterator[Problem]:
-    """The ScaledObjects of the given environments (`hours`: each one's total endpoint_query_hours) must stay
-    within Azure Monitor's query limits, per workspace and per identity KEDA queries with (its identity_id, or
-    each cluster's operator)."""
-    load: dict[tuple[str, str], float] = {}
-    sharing: dict[tuple[str, str], list[Environment]] = {}
-    for name, env in sorted(envs.items()):
-        prometheus = env.settings.get("autoscaling", {}).get("prometheus")
-        if not hours.get(name) or prometheus is None:
-            continue
-        identity = prometheus.get("identity_id") or f"the KEDA operator of {env.settings['cluster_name']}"
-        for key in (("workspace", url_host(prometheus["server_address"])), ("identity", identity)):
-            load[key] = load.get(key, 0.0) + hours[name]
-            sharing.setdefault(key, []).append(env)
-    limits = {"workspace": QUERY_HOURS_PER_WORKSPACE, "identity": QUERY_HOURS_PER_IDENTITY}
-    for (kind, name), total in sorted(load.items()):
-        if total <= limits[kind]:
-            continue
-        names = ", ".join(env.name for env in sharing[(kind, name)])
-        for env in sharing[(kind, name)]:
-            yield env.doc.problem(
-                ("autoscaling", "prometheus", "server_address"),
-                f"the ScaledObjects of {names} would query {kind} {name} for {total:,.0f} query hours per 30 s, "
-                f"above Azure Monitor's limit of {limits[kind]:,} (each poll and each 15 s HPA read is one query "
-                f"over rate_window): raise autoscale_refresh_seconds, shorten rate_window, or spread the "
-                f"environments over several workspaces (README, Autoscaling)")

@@ -38,7 +38,9 @@ from typing import Any
 
 import yaml
 
-from . import kubedns
+from cryptography import x509
+
+from . import entra, kubedns
 from .certs import Authority
 from .client import Client, Response
 from generator.check import gotools
@@ -50,6 +52,7 @@ SYSTEM_NAMESPACE = "aks-istio-system"
 GATEWAY_NAMESPACE = "aks-istio-ingress"
 TRUST_DOMAIN = "cluster.local"
 CLUSTER_DNS = "10.0.0.10"
+ENTRA_KEYS_PORT = 8443  # the Entra stand-in's keys, on the sandbox's loopback: https://127.0.0.1:8443/discovery/keys
 ISTIOD_READS = {"Namespace", "Service", "Pod", "EndpointSlice", "Secret", "ConfigMap", "ServiceAccount"}
 ISTIOD_FLAGS = {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false",
                 # TLS ends in meshlab's listener, so gRPC sees plaintext: authenticate the agents anyway
@@ -106,8 +109,10 @@ class Mesh:
 
     def __init__(self, objects: Iterable[dict[str, Any]], work: Path, *, scoring_images: Mapping[str, Image],
                  key_vaults: Mapping[str, Mapping[str, str]] | None = None, replicas: Mapping[str, int] | None = None,
-                 kubernetes_minor: str = "33") -> None:
+                 kubernetes_minor: str = "33", tenant: entra.Tenant | None = None) -> None:
         self.work = work
+        self.tenant = tenant  # an Entra ID stand-in whose keys istiod fetches (token auth)
+        self.keys_server: Any = None
         work.mkdir(parents=True, exist_ok=True)
         self.rendered = [o for o in objects if o]
         namespaces = [o for o in self.rendered if o["kind"] == "Namespace"]
@@ -177,6 +182,9 @@ class Mesh:
         self.close()
 
     def close(self) -> None:
+        if self.keys_server is not None:
+            self.keys_server.shutdown()
+            self.keys_server.server_close()
         if self.sandbox is not None:
             self.sandbox.close()
 
@@ -193,6 +201,8 @@ class Mesh:
         pods = self.make_pods(objects, templates)
         self.slices = self.endpoint_slices(objects, [p.obj for p in pods])
         kube = [*objects, *[p.obj for p in pods], *self.slices]
+        if self.tenant is not None:
+            self.start_keys(self.tenant)
         self.start_istiod(kube)
         for pod in pods:
             self.prepare(pod)
@@ -275,6 +285,16 @@ class Mesh:
                     for s in services}
         self.dns = self.sandbox.call(kubedns.serve, CLUSTER_DNS, records)
 
+    def start_keys(self, tenant: entra.Tenant) -> None:
+        """The tenant's key set at https://127.0.0.1:ENTRA_KEYS_PORT, with a certificate of the harness CA, which
+        istiod trusts (SSL_CERT_FILE) as it trusts Entra ID's public one."""
+        assert self.sandbox is not None
+        cert, key = self.ca.issue([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], server=True, client=False)
+        (self.work / "keys.pem").write_bytes(cert)
+        (self.work / "keys-key.pem").write_bytes(key)
+        self.keys_server = self.sandbox.call(entra.serve_keys, tenant, ENTRA_KEYS_PORT, self.work / "keys.pem",
+                                             self.work / "keys-key.pem")
+
     def start_istiod(self, kube: list[dict[str, Any]]) -> None:
         assert self.sandbox is not None
         docs = []
@@ -288,6 +308,7 @@ class Mesh:
         (self.work / "objects.yaml").write_text("\n---\n".join(docs))
         cert, key = self.ca.server([f"istiod-{self.revision}.{SYSTEM_NAMESPACE}.svc", f"istiod.{SYSTEM_NAMESPACE}.svc"])
         (self.work / "istiod.pem").write_bytes(cert)
+        (self.work / "ca-root.pem").write_bytes(self.ca.root_pem)  # what istiod trusts fetching a jwksUri
         (self.work / "istiod-key.pem").write_bytes(key)
         log = self.work / "istiod.log"
         self.istiod = self.sandbox.start(
@@ -295,7 +316,7 @@ class Mesh:
              "--objects", str(self.work / "objects.yaml"), "--listen", "0.0.0.0:15012",
              "--tls-cert", str(self.work / "istiod.pem"), "--tls-key", str(self.work / "istiod-key.pem"),
              "--debug", "127.0.0.1:15014", "--kubernetes-minor", self.kubernetes_minor],
-            log, env={**os.environ, **ISTIOD_FLAGS})
+            log, env={**os.environ, **ISTIOD_FLAGS, "SSL_CERT_FILE": str(self.work / "ca-root.pem")})
         deadline = time.monotonic() + 60
         while "ready " not in log.read_text(errors="replace"):
             if self.istiod.poll() is not None or time.monotonic() > deadline:
