@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import uuid
 from pathlib import Path
 
 ENVIRONMENT = """\
@@ -64,6 +65,8 @@ def endpoint_spec(index: int, env: str, versions: int) -> str:
         "properties:",
         f"  owner: team-{index % 20:02d}@contoso.com",
         auth.rstrip("\n"),
+        # an identity per endpoint: one identity holds at most 20 federated credentials (README, Identities)
+        f"workload_identity_client_id: {uuid.uuid5(uuid.NAMESPACE_URL, f'endpointgen-bench/{env}/{name}')}",
         f"enable_app_insights: {'true' if index % 3 == 0 else 'false'}",
         "versions:",
     ]

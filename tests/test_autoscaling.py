@@ -78,7 +78,8 @@ def test_each_autoscaled_version_has_one_scaled_object_on_in_flight_requests(roo
             ta = of_kind({r: o for r, o in in_env.items() if o["metadata"].get("namespace") == namespace},
                          "TriggerAuthentication")[auth]
             assert ta["spec"]["podIdentity"]["provider"] == "azure-workload"
-            assert ta["spec"]["podIdentity"].get("identityId") == prometheus.get("identity_id")
+            assert ta["spec"]["podIdentity"]["identityId"] == prometheus.get("identity_client_id",
+                                                                         prometheus.get("identity_id"))
         else:
             assert "authenticationRef" not in trigger
             assert of_kind(in_env, "TriggerAuthentication") == {}
@@ -108,12 +109,21 @@ def test_without_prometheus_autoscaling_falls_back_to_cpu_with_a_warning(tmp_pat
 @pytest.mark.parametrize("prometheus, field, message", [
     ({"server_address": "https://amw-x.westeurope.prometheus.monitor.azure.com"}, "server_address",
      "Azure Monitor managed Prometheus takes Azure AD tokens only"),
-    ({"server_address": "http://prometheus.monitoring:9090", "auth": "azure-workload"}, "server_address",
+    ({"server_address": "http://prometheus.monitoring:9090", "auth": "azure-workload",
+      "identity_client_id": "9f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c"}, "server_address",
      "workload identity tokens are sent over https only"),
     ({"server_address": "http://prometheus.monitoring:9090", "identity_id": "9f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c"},
      "identity_id", "identity_id is used with auth: azure-workload only"),
     ({"server_address": "http://prometheus.monitoring:9090", "rate_window": "15s"}, "rate_window",
      "15s is too short for rate()"),
+    ({"server_address": "https://p.monitoring:9090", "auth": "azure-workload"}, "auth",
+     "federated credential for kube-system/keda-operator: set identity_client_id"),
+    ({"server_address": "http://prometheus.monitoring:9090",
+      "identity_client_id": "9f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c"},
+     "identity_client_id", "identity_client_id is used with auth: azure-workload only"),
+    ({"server_address": "https://p.monitoring:9090", "auth": "azure-workload",
+      "identity_client_id": "9f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c", "identity_id": "1f8e7d6c-5b4a-4f3e-8d2c-1b0a9f8e7d6c"},
+     "identity_id", "earlier name of identity_client_id and names another identity"),
     ({"server_address": "prometheus:9090"}, "server_address", "expected an http(s) URL"),
     ({"server_address": "http://p:9090", "auth": "basic"}, "auth", "auth"),
 ])
@@ -336,5 +346,6 @@ def test_scaled_objects_beyond_the_workspace_query_limit_are_refused(tmp_path: P
         [problem] = [p for p in result.stderr.splitlines() if p.startswith("environments/")]
         assert problem.startswith(f"environments/prod/environment.yaml:{line}:")
         assert f"{load + (fits + 1) * per_version:,.0f} query hours per 30 s" in problem
-        assert f"identity the KEDA operator of {settings['cluster_name']}" in problem and "limit of 30,000" in problem
+        identity = settings["autoscaling"]["prometheus"]["identity_client_id"]  # KEDA's, summed over its versions
+        assert f"identity {identity} for" in problem and "limit of 30,000" in problem
     assert not (root / "rendered" / "prod" / "endpoints" / "one-more").exists()

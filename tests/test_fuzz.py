@@ -204,7 +204,7 @@ def test_near_valid_strategy_reaches_the_semantic_rules(fuzz_repo: Path) -> None
     """Guard for the generator above: valid specs with version fields do come out of it sometimes."""
     accepted = []
 
-    @settings(max_examples=200, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
     @given(near_valid_specs())
     def collect(spec: dict[str, Any]) -> None:
         spec_path(fuzz_repo, "fuzz").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")

@@ -668,14 +668,20 @@ def test_app_insights_secret_comes_from_key_vault(lab: dict[str, dict[str, Any]]
 
 def test_workload_identity(output: Output) -> None:
     root, files, objects = output.root, output.files, output.objects
-    for (env, endpoint), _spec in endpoint_specs(root, files).items():
-        client_id = env_settings(root, env).get("key_vault", {}).get("client_id")
+    for (env, endpoint), spec in endpoint_specs(root, files).items():
+        default = env_settings(root, env).get("key_vault", {}).get("client_id")
+        client_id = spec.get("workload_identity_client_id", default)
         sa = of_kind(in_env(objects, env), "ServiceAccount")[endpoint]
         assert sa.get("metadata", {}).get("annotations", {}).get("azure.workload.identity/client-id") == client_id
-        for dep in deployments_by_version(objects, env, endpoint).values():
+        versions = {v["version_name"]: v for v in spec["versions"]}
+        for name, dep in deployments_by_version(objects, env, endpoint).items():
             pod = dep["spec"]["template"]
             assert pod["spec"]["serviceAccountName"] == endpoint
-            assert (pod["metadata"]["labels"].get("azure.workload.identity/use") == "true") == (client_id is not None)
+            assert (pod["metadata"]["labels"].get("azure.workload.identity/use") == "true") == (default is not None)
+            # the webhook's token goes to the loaders (and the CSI driver), not to the model's code, unless asked
+            skipped = pod["metadata"]["annotations"].get("azure.workload.identity/skip-containers")
+            wanted = versions[name].get("scoring_workload_identity", False)
+            assert skipped == (None if wanted or default is None else "scoring")
 
 
 # --- namespaces, headers, pods -------------------------------------------------------------------------

@@ -48,7 +48,7 @@ VERSION_FIELDS: dict[str, Any] = {
     "max_request_wait_time": int, "num_replicas": int, "period_seconds": int, "initial_delay_seconds": int,
     "timeout_seconds": int, "success_threshold": int, "failure_threshold": int, "traffic_percentile": NUMBER,
     "is_default": bool, "is_control_version_type": bool, "run_as_user": int, "run_as_group": int,
-    "image_entrypoint": bool,
+    "image_entrypoint": bool, "scoring_workload_identity": bool,
 }
 ENDPOINT_FLAGS = ("auth_enabled", "token_auth_enabled", "enable_app_insights")
 

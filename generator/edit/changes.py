@@ -27,11 +27,11 @@ VERSION_ORDER = [
     "autoscale_refresh_seconds", "autoscale_target_utilization", "num_replicas", "scoring_timeout_ms",
     "scoring_retries", "replica_max_concurrent_requests", "max_request_wait_time", "period_seconds",
     "initial_delay_seconds", "timeout_seconds", "success_threshold", "failure_threshold", "collect_model_data",
-    "run_as_user", "run_as_group", "image_entrypoint",
+    "run_as_user", "run_as_group", "image_entrypoint", "scoring_workload_identity",
 ]
 ENDPOINT_ORDER = [
     "name", "namespace", "description", "tags", "properties", "auth_enabled", "token_auth_enabled", "auth_keys",
-    "enable_app_insights", "compute_target_name", "waivers", "versions",
+    "required_roles", "required_scopes", "enable_app_insights", "workload_identity_client_id", "compute_target_name", "waivers", "versions",
 ]
 EXCLUSIVE_FLAGS = ("is_default", "is_control_version_type")
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..layout import CLUSTERS_DIR, ENVIRONMENTS_DIR, ENVIRONMENT_FILE, RENDERED_DIR, TOOL_DIR, spec_paths
+from ..spec import identities
 from ..spec.query_load import endpoint_query_hours
 from .writer import write_atomic
 
@@ -154,4 +155,4 @@ def summary(ep: Endpoint) -> dict[str, Any]:
     """What the other endpoints of an environment need to know of this one without loading it."""
     return {"spec": spec_digest(ep.doc.path), "namespace": ep.namespace,
             "objects": sorted(f"{ep.name}-{v.name}" for v in ep.versions), "keys": ep.key_refs,
-            "query_hours": endpoint_query_hours(ep)}
+            "query_hours": endpoint_query_hours(ep), **identities.summary(ep)}

@@ -17,13 +17,15 @@ from typing import Any
 from ..layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, PLATFORM, RENDERED_DIR
 from ..output import cache
 from ..output.writer import TreeDiff, write_atomic
-from ..problems import Problem, ProblemsFound
+from ..problems import Problem, ProblemsFound, display_path
 from ..render.files import kustomizations, root_kustomization
 from ..render.objects import render_endpoint, render_flux, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
-from ..spec.repository import load_repository
+from ..spec.identities import accounts, federated_credentials_within_limit, over_limit
+from ..spec.identities import summary as identity_facts
 from ..spec.query_load import endpoint_query_hours, query_load_within_limits
+from ..spec.repository import Repository, load_repository
 
 MAX_CHANGED = 50  # beyond this a full (parallel) render is as fast
 
@@ -75,6 +77,7 @@ def plan_changed(root: Path, env: str) -> Change | None:
     if not problems:  # this environment's load (validate, and a full render, add up all environments')
         hours = sum(s["query_hours"] for s in unchanged.values()) + sum(map(endpoint_query_hours, repo.endpoints))
         problems += query_load_within_limits({env: repo.environments[0]}, {env: hours})
+        problems += _identity_limits(root, repo, unchanged, paths)
     if problems:
         raise ProblemsFound(problems)
     environment = repo.environments[0]
@@ -90,6 +93,23 @@ def plan_changed(root: Path, env: str) -> Change | None:
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
     return Change(root, env, files, changed, removed, summaries)
+
+
+def _identity_limits(root: Path, repo: Repository, unchanged: dict[str, dict], paths: dict[str, Path]
+                     ) -> list[Problem]:
+    """This environment's identities against Entra ID's federated-credential limit (validate adds up all
+    environments'); unchanged specs that set an identity over it are loaded again, for their located problems."""
+    environment = repo.environments[0]
+    rows = [(ep.name, ep.namespace, identity_facts(ep), ep.key_refs is not None, ep.doc.display)
+            for ep in repo.endpoints]
+    rows += [(n, s["namespace"], s, s.get("keys") is not None, display_path(paths[n], root)) for n, s in unchanged.items()]
+    found = accounts(environment, rows)
+    over = over_limit(found)
+    if not over:
+        return []
+    again = sorted(root / a.spec for a in found if a.identity in over and a.spec)
+    specs = {ep.doc.display: ep for ep in [*repo.endpoints, *load_repository(root, [environment.name], only=again).endpoints]}
+    return list(federated_credentials_within_limit({environment.name: environment}, found, specs))
 
 
 def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]:

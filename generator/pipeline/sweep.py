@@ -16,10 +16,11 @@ from typing import Any
 
 from ..layout import ENVIRONMENTS_DIR, spec_paths
 from ..output import cache
-from ..problems import Problem
+from ..problems import Problem, display_path
 from ..render.views import environment_view
 from ..spec.model import Endpoint, Environment
 from ..spec.repository import Repository, load_endpoint, load_repository
+from ..spec.identities import accounts, federated_credentials_within_limit, over_limit
 from ..spec.query_load import query_load_within_limits
 from .parallel import map_chunks
 
@@ -89,7 +90,27 @@ def sweep(root: Path, environments: dict[str, tuple[Environment | None, list[Pro
     result.problems += query_load_within_limits(
         {name: env for name, env in envs.items() if env is not None},
         {name: sum(o.summary["query_hours"] for o in result.valid(name) if o.summary is not None) for name in envs})
+    result.problems += identity_limits(root, result)
     return result
+
+
+def identity_limits(root: Path, done: Sweep) -> list[Problem]:
+    """Identities over Entra ID's federated-credential limit, from the summaries; the specs that set such an
+    identity themselves are loaded again, for their located problems."""
+    envs = {name: env for name, env in done.environments.items() if env is not None}
+    found = [a for name, env in envs.items() for a in accounts(env, [
+        (o.name, o.namespace, o.summary, o.summary["keys"] is not None, display_path(o.spec, root))
+        for o in done.valid(name) if o.summary is not None])]
+    over = over_limit(found)
+    if not over:
+        return []
+    involved: dict[str, list[Path]] = {}
+    for account in found:
+        if account.identity in over and account.spec:
+            involved.setdefault(account.env, []).append(root / account.spec)
+    specs = {ep.doc.display: ep for env, paths in involved.items()
+             for ep in load_repository(root, [env], only=sorted(paths)).endpoints}
+    return list(federated_credentials_within_limit(envs, found, specs))
 
 
 def collisions(root: Path, done: Sweep) -> list[Problem]:

@@ -83,7 +83,7 @@ VERSION_SETTINGS = [
     ("timeout_seconds", "liveness timeout"), ("success_threshold", "readiness success threshold"),
     ("failure_threshold", "failure threshold"), ("collect_model_data", "model data collection"),
     ("is_control_version_type", "control"), ("run_as_user", "user"), ("run_as_group", "group"),
-    ("image_entrypoint", "image's own entrypoint"),
+    ("image_entrypoint", "image's own entrypoint"), ("scoring_workload_identity", "workload identity in scoring"),
 ]
 ENDPOINT_SETTINGS = [("auth_enabled", "key auth"), ("token_auth_enabled", "token auth"),
                      ("enable_app_insights", "App Insights"), ("namespace", "namespace")]

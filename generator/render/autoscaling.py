@@ -39,7 +39,8 @@ def prometheus_view(settings: dict[str, Any]) -> dict[str, Any] | None:
     given = settings.get("autoscaling", {}).get("prometheus")
     if given is None:
         return None
-    return {"auth": "none", "identity_id": None, "rate_window": DEFAULT_RATE_WINDOW, **given,
+    return {"auth": "none", "rate_window": DEFAULT_RATE_WINDOW, **given,
+            "identity_client_id": given.get("identity_client_id") or given.get("identity_id"),
             "trigger_authentication": TRIGGER_AUTHENTICATION, "keda": keda_version(settings)}
 
 

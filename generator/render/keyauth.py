@@ -32,8 +32,8 @@ def key_alias(namespace: str, endpoint: str, slot: str) -> str:
 
 def authorizer_view(env: Mapping[str, Any], keyed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, Any]:
     """What the authorizer's templates need: settings, one CSI volume per Key Vault, policy and configs."""
-    settings = {**AUTHORIZER_DEFAULTS, **env["key_auth"].get("authorizer", {}),
-                "mesh_config": env["key_auth"].get("mesh_config", "render")}
+    settings = {**AUTHORIZER_DEFAULTS, "client_id": env.get("key_vault", {}).get("client_id"),
+                **env["key_auth"].get("authorizer", {}), "mesh_config": env["key_auth"].get("mesh_config", "render")}
     vaults: dict[str, list[dict[str, str]]] = {}
     namespaces = set()
     for name, namespace, refs in sorted(keyed, key=lambda item: (item[1], item[0])):

@@ -93,7 +93,7 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "weighted_timeout": istio_duration(max(r["version"]["settings"]["scoring_timeout_ms"] for r in weighted)),
         "weighted_retries": retries(min(r["version"]["settings"]["scoring_retries"] for r in weighted)),
         "auth_keys": ep.key_refs,
-        "client_id": env.get("key_vault", {}).get("client_id"),
+        "client_id": ep.doc.data.get("workload_identity_client_id") or env.get("key_vault", {}).get("client_id"),
         "app_insights_secret": app_insights_secret,
         "app_insights_objects": app_insights_objects(env) if app_insights_secret else None,
         **token_view(env.get("token_auth"), ep.doc.data),
@@ -117,8 +117,11 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
     labels = {**common_labels(ep), "app.kubernetes.io/instance": object_name,
               "app.kubernetes.io/version": v.name, "endpointgen.io/version": v.name}
     pod_labels = {**labels, "app": ep.name, "version": v.name}
+    identity = {}
     if env.get("key_vault"):
         pod_labels["azure.workload.identity/use"] = "true"
+        if not s["scoring_workload_identity"]:  # the webhook's token for the loaders only, not the model's code
+            identity["azure.workload.identity/skip-containers"] = "scoring"
     models = [model_view(i, m, len(s["models"])) for i, m in enumerate(s["models"])]
     max_replicas = s["num_replicas"] if not s["autoscale_enabled"] else s["autoscale_max_replicas"]
     native = env["istio"]["native_sidecars"]
@@ -145,7 +148,7 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "start": None if s["image_entrypoint"] else server_command(APP_ROOT, SCORING_PORT),
         "probes": probes(s),
         "shutdown": stopping,
-        "pod_annotations": {"kubectl.kubernetes.io/default-container": "scoring",
+        "pod_annotations": {**identity, "kubectl.kubernetes.io/default-container": "scoring",
                             "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
                             "sidecar.istio.io/nativeSidecar": "true" if native else "false"},
         "pod_security": pod_security(s),

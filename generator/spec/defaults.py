@@ -35,6 +35,7 @@ VERSION_DEFAULTS: dict[str, Any] = {
     "run_as_user": 1000,  # dockeruser in Azure ML's inference images (a named USER the kubelet cannot check)
     "run_as_group": 1000,
     "image_entrypoint": False,  # start azmlinfsrv, not the image's runit
+    "scoring_workload_identity": False,  # the model's code gets no Azure token
     "is_default": False,
     "is_control_version_type": False,
     "description": "",

@@ -46,7 +46,8 @@ def query_load_within_limits(envs: Mapping[str, Environment], hours: Mapping[str
         prometheus = env.settings.get("autoscaling", {}).get("prometheus")
         if not hours.get(name) or prometheus is None:
             continue
-        identity = prometheus.get("identity_id") or f"the KEDA operator of {env.settings['cluster_name']}"
+        identity = prometheus.get("identity_client_id") or prometheus.get("identity_id") or \
+            f"the KEDA operator of {env.settings['cluster_name']}"
         for key in (("workspace", url_host(prometheus["server_address"])), ("identity", identity)):
             load[key] = load.get(key, 0.0) + hours[name]
             sharing.setdefault(key, []).append(env)

@@ -381,8 +381,17 @@ def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:
                               "Azure Monitor managed Prometheus takes Azure AD tokens only: set auth: azure-workload")
     if auth == "azure-workload" and not address.startswith("https://"):
         yield env.doc.problem((*path, "server_address"), "workload identity tokens are sent over https only")
-    if "identity_id" in prometheus and auth != "azure-workload":
-        yield env.doc.problem((*path, "identity_id"), "identity_id is used with auth: azure-workload only")
+    for name in ("identity_client_id", "identity_id"):
+        if name in prometheus and auth != "azure-workload":
+            yield env.doc.problem((*path, name), f"{name} is used with auth: azure-workload only")
+    named = {prometheus.get("identity_client_id"), prometheus.get("identity_id")} - {None}
+    if auth == "azure-workload" and not named:
+        yield env.doc.problem((*path, "auth"), "KEDA's add-on authenticates as the managed identity this names, "
+                              "through a federated credential for kube-system/keda-operator: set "
+                              "identity_client_id (README, Autoscaling)")
+    if len(named) > 1:
+        yield env.doc.problem((*path, "identity_id"), "identity_id is the earlier name of identity_client_id and "
+                              "names another identity; keep identity_client_id")
     window = prometheus.get("rate_window", "1m")
     if duration_seconds(window) < 30:
         yield env.doc.problem((*path, "rate_window"), f"{window} is too short for rate(): use at least two scrape "
