@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -67,3 +69,43 @@ def test_the_render_after_one_change_counts_the_recorded_endpoints_too(tmp_path:
     assert result.exit_code == 1
     assert "would need 21 federated credentials" in result.stderr
     assert not (root / "rendered" / "dev" / "endpoints" / "one-more").exists()
+
+
+def test_identities_lists_one_credential_per_service_account_and_the_roles_each_needs(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    add_endpoints(root, 3, own=True)
+    result = run_cli(root, "identities", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    credentials = [(c["issuer"] or c["cluster"], c["subject"]) for item in plan for c in item["credentials"]]
+    assert len(credentials) == len(set(credentials))  # nothing twice
+    # every rendered ServiceAccount with a workload identity has its credential, on that identity
+    expected = set()
+    for env in ("dev", "prod"):
+        settings = yaml.safe_load((root / "environments" / env / "environment.yaml").read_text())
+        for sa in of_kind(manifests(rendered_files(root, [env])), "ServiceAccount").values():
+            client = sa["metadata"].get("annotations", {}).get("azure.workload.identity/client-id")
+            if client:
+                expected.add((client, settings.get("oidc_issuer") or settings["cluster_name"],
+                              f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"))
+        keda = settings.get("autoscaling", {}).get("prometheus", {}).get("identity_client_id")
+        if keda:
+            expected.add((keda, settings.get("oidc_issuer") or settings["cluster_name"],
+                          "system:serviceaccount:kube-system:keda-operator"))
+    assert {(item["client_id"], c["issuer"] or c["cluster"], c["subject"]) for item in plan
+            for c in item["credentials"]} == expected
+    assert all(c["audience"] == "api://AzureADTokenExchange" for item in plan for c in item["credentials"])
+    roles = {item["client_id"]: {(r["role"], r["scope"]) for r in item["roles"]} for item in plan}
+    prod = yaml.safe_load((root / "environments" / "prod" / "environment.yaml").read_text())
+    assert ("Key Vault Secrets User", prod["key_vault"]["name"]) in roles[prod["key_auth"]["authorizer"]["client_id"]]
+    assert roles[prod["autoscaling"]["prometheus"]["identity_client_id"]] == {
+        ("Monitoring Data Reader", prod["autoscaling"]["prometheus"]["server_address"].split("//")[1])}
+    assert ("Storage Blob Data Reader", "models") in roles[identity(0)]  # version_spec's model storage account
+    # the endpoints' identity reads the App Insights secrets, one by one, never the vault of the scoring keys
+    endpoints = roles[prod["key_vault"]["client_id"]]
+    assert ("Key Vault Secrets User", f"{prod['key_vault']['name']}/{prod['app_insights']['instrumentation_key_secret']}") \
+        in endpoints and ("Key Vault Secrets User", prod["key_vault"]["name"]) not in endpoints
+    script = run_cli(root, "identities").stdout
+    assert script.count("az identity federated-credential create") == len(credentials)
+    assert "--subject system:serviceaccount:kube-system:keda-operator" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True).returncode == 0

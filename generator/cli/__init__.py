@@ -2,7 +2,7 @@
 
 base.py holds the group, the shared options and the error handling; each other module registers its commands
 on the group when imported: pipeline.py (validate, effective, render, check, diff), edit.py (the spec edits,
-import, serialize), tools.py (serve, mesh-config, vendor-schemas).
+import, serialize), tools.py (serve, mesh-config, identities, vendor-schemas).
 """
 
 from __future__ import annotations

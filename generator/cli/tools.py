@@ -55,6 +55,25 @@ def mesh_config_command(ctx: click.Context, env: str) -> None:
     click.echo(view["mesh"], nl=False)
 
 
+@cli.command("identities")
+@click.option("--env", "envs", multiple=True, metavar="ENV", help="An environment (repeatable; default: all).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: a shell script of az commands; json: the same as data.")
+@click.pass_context
+@reports_errors
+def identities_command(ctx: click.Context, envs: tuple[str, ...], output: str) -> None:
+    """List each managed identity's federated credentials and role assignments, as az commands or JSON."""
+    import json
+
+    from ..spec.identities import az_commands, plan
+    from ..spec.repository import load_repository
+    repo = load_repository(ctx.obj, list(envs))
+    if repo.problems:
+        raise ProblemsFound(repo.problems)
+    found = plan(repo.environments, repo.endpoints)
+    click.echo(json.dumps(found, indent=2) if output == "json" else az_commands(found), nl=output == "json")
+
+
 @cli.command("vendor-schemas")
 @click.option("--from", "location", required=True, metavar="LOCATION",
               help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "

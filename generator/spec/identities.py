@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..problems import Problem
-from .defaults import AUTHORIZER_DEFAULTS
+from .defaults import AUTHORIZER_DEFAULTS, url_host
 from .model import Endpoint, Environment
 
 FEDERATED_CREDENTIALS_PER_IDENTITY = 20
@@ -94,3 +95,104 @@ def federated_credentials_within_limit(envs: Mapping[str, Environment], found: l
                     yield specs[spec].problem(field, message)
             else:
                 yield envs[env_name].doc.problem(field, message)
+
+
+# --- the plan `endpointgen identities` prints -------------------------------------------------------------
+
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def plan(environments: list[Environment], endpoints: list[Endpoint]) -> list[dict[str, Any]]:
+    """For every identity: the federated credentials to create (one per ServiceAccount and cluster, none twice)
+    and the role assignments its ServiceAccounts need, in a stable order."""
+    by_identity: dict[str, dict[str, Any]] = {}
+
+    def entry(identity: str) -> dict[str, Any]:
+        return by_identity.setdefault(identity, {"client_id": identity, "credentials": {}, "roles": {}})
+
+    for env in environments:
+        mine = [ep for ep in endpoints if ep.env.name == env.name]
+        issuer = env.settings.get("oidc_issuer")
+        rows = [(ep.name, ep.namespace, summary(ep), ep.key_refs is not None, ep.doc.display) for ep in mine]
+        for account in accounts(env, rows):
+            subject = f"system:serviceaccount:{account.namespace}:{account.name}"
+            name = f"{env.name}-{account.namespace}-{account.name}"[:120]
+            entry(account.identity)["credentials"][(env.name, subject)] = {
+                "name": name, "environment": env.name, "cluster": env.settings["cluster_name"], "issuer": issuer,
+                "subject": subject, "audience": TOKEN_EXCHANGE_AUDIENCE}
+        for ep in mine:
+            identity = endpoint_identity(ep)
+            if identity is None:
+                continue
+            for model in (m for v in ep.versions for m in v.settings["models"]):
+                account_name = storage_account(model["uri"])
+                if account_name:
+                    add_role(entry(identity), "Storage Blob Data Reader", "storage-account", account_name,
+                             "the model loaders read the models")
+            if ep.settings["enable_app_insights"] and env.settings.get("key_vault"):
+                insights = env.settings.get("app_insights", {})
+                for secret in (insights.get("instrumentation_key_secret"), insights.get("connection_string_secret")):
+                    if secret:  # this secret only: the vault holds the scoring keys too
+                        add_role(entry(identity), "Key Vault Secrets User", "key-vault-secret",
+                                 f"{env.settings['key_vault']['name']}/{secret}",
+                                 "the Secrets Store CSI driver mounts the App Insights secret")
+        keyed = [ep.key_refs for ep in mine if ep.key_refs]
+        authorizer = next((a for a in accounts(env, [(ep.name, ep.namespace, {}, bool(ep.key_refs), "")
+                                                     for ep in mine]) if a.name == AUTHORIZER_SERVICE_ACCOUNT), None)
+        if authorizer is not None:
+            for vault in sorted({refs["key_vault"] for refs in keyed}):
+                add_role(entry(authorizer.identity), "Key Vault Secrets User", "key-vault", vault,
+                         "the authorizer mounts the scoring keys")
+        prometheus = env.settings.get("autoscaling", {}).get("prometheus", {})
+        keda = prometheus.get("identity_client_id") or prometheus.get("identity_id")
+        if keda:
+            add_role(entry(keda), "Monitoring Data Reader", "azure-monitor-workspace",
+                     url_host(prometheus["server_address"]), "KEDA queries the in-flight requests")
+    return [{"client_id": e["client_id"], "credentials": sorted(e["credentials"].values(), key=lambda c: c["name"]),
+             "roles": sorted(e["roles"].values(), key=lambda r: (r["role"], r["scope_kind"], r["scope"]))}
+            for _, e in sorted(by_identity.items())]
+
+
+def add_role(entry: dict[str, Any], role: str, kind: str, scope: str, why: str) -> None:
+    entry["roles"].setdefault((role, kind, scope), {"role": role, "scope_kind": kind, "scope": scope, "why": why})
+
+
+def storage_account(uri: str) -> str | None:
+    """The storage account of a blob URI (https://<account>.blob.core.windows.net/...); None for azureml://."""
+    host = url_host(uri)
+    return host.split(".", 1)[0] if host.endswith(".blob.core.windows.net") else None
+
+
+SCOPES = {  # how `az` finds the resource ID of a role assignment's scope
+    "storage-account": "$(az storage account show --name {scope} --query id -o tsv)",
+    "key-vault": "$(az keyvault show --name {scope} --query id -o tsv)",
+    "key-vault-secret": "$(az keyvault show --name {vault} --query id -o tsv)/secrets/{secret}",
+    "azure-monitor-workspace": "$(az monitor account list --query \"[?contains(metrics.prometheusQueryEndpoint, "
+                               "'{scope}')].id\" -o tsv)",
+}
+
+
+def az_commands(identities: list[dict[str, Any]]) -> str:
+    """The plan as a shell script of `az` commands: each identity found by its client ID."""
+    lines = ["#!/usr/bin/env bash", "# endpointgen identities: federated credentials and role assignments",
+             "set -euo pipefail"]
+    if any(c["issuer"] is None for item in identities for c in item["credentials"]):
+        lines.append(': "${CLUSTER_RESOURCE_GROUP:?set it to the resource group of the AKS clusters, or set '
+                     'oidc_issuer in each environment}"')
+    for item in identities:
+        client = item["client_id"]
+        lines += ["", f"# managed identity {client}: {len(item['credentials'])} of "
+                      f"{FEDERATED_CREDENTIALS_PER_IDENTITY} federated credentials",
+                  f"id=$(az identity list --query \"[?clientId=='{client}'].id\" -o tsv)"]
+        for c in item["credentials"]:
+            issuer = c["issuer"] or f"$(az aks show --name {c['cluster']} --resource-group \"$CLUSTER_RESOURCE_GROUP\" " \
+                                    "--query oidcIssuerProfile.issuerUrl -o tsv)"
+            lines.append(f"az identity federated-credential create --identity-name \"${{id##*/}}\" "
+                         f"--resource-group \"$(cut -d/ -f5 <<<\"$id\")\" --name {c['name']} --issuer \"{issuer}\" "
+                         f"--subject {c['subject']} --audiences {c['audience']}")
+        for r in item["roles"]:
+            vault, _, secret = r["scope"].partition("/")
+            scope = SCOPES[r["scope_kind"]].format(scope=r["scope"], vault=vault, secret=secret)
+            lines.append(f"az role assignment create --assignee {client} --role \"{r['role']}\" "
+                         f"--scope \"{scope}\"  # {r['why']}")
+    return "\n".join(lines) + "\n"
