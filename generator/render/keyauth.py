@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..spec.defaults import AUTHORIZER_DEFAULTS
+from ..spec.defaults import AUTHORIZER_DEFAULTS, AUTHORIZER_NAME
 from .views import csi_objects
 
-NAME = "endpointgen-key-auth"
+NAME = AUTHORIZER_NAME
 GRPC_PORT = 9191
 DIAGNOSTIC_PORT = 8282
 KEYS_ROOT = "/keys"

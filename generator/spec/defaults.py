@@ -109,6 +109,7 @@ def effective_endpoint(spec: Mapping[str, Any], env_namespace: str) -> dict[str,
 
 
 # The key-auth authorizer's settings when the environment's key_auth.authorizer leaves them out.
+AUTHORIZER_NAME = "endpointgen-key-auth"  # the authorizer's Deployment, Service and ServiceAccount
 AUTHORIZER_DEFAULTS = {"namespace": "endpointgen-auth", "image": "openpolicyagent/opa:1.15.2-envoy-static",
                        "replicas": 2, "trust_domain": "cluster.local"}
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..problems import Problem
-from .defaults import AUTHORIZER_DEFAULTS, url_host
+from .defaults import AUTHORIZER_DEFAULTS, AUTHORIZER_NAME, url_host
 from .model import Endpoint, Environment
 
 FEDERATED_CREDENTIALS_PER_IDENTITY = 20
-AUTHORIZER_SERVICE_ACCOUNT = "endpointgen-key-auth"  # render/keyauth.NAME
 KEDA_SERVICE_ACCOUNT = ("kube-system", "keda-operator")  # the AKS KEDA add-on's operator
 
 
@@ -62,12 +61,12 @@ def accounts(env: Environment, endpoints: Iterable[tuple[str, str, Mapping[str, 
     authorizer_identity = authorizer.get("client_id") or settings.get("key_vault", {}).get("client_id")
     if keyed and authorizer_identity:
         field = ("key_auth", "authorizer", "client_id") if "client_id" in authorizer else ("key_vault", "client_id")
-        found.append(Account(authorizer_identity, env.name, authorizer["namespace"], AUTHORIZER_SERVICE_ACCOUNT, field))
+        found.append(Account(authorizer_identity, env.name, authorizer["namespace"], AUTHORIZER_NAME, field))
     prometheus = settings.get("autoscaling", {}).get("prometheus", {})
-    keda = prometheus.get("identity_client_id") or prometheus.get("identity_id")
-    if keda:
-        found.append(Account(keda, env.name, *KEDA_SERVICE_ACCOUNT, ("autoscaling", "prometheus", "identity_client_id"
-                                                                   if "identity_client_id" in prometheus else "identity_id")))
+    for name in ("identity_client_id", "identity_id"):  # the earlier name names the same identity when both are set
+        if prometheus.get(name):
+            found.append(Account(prometheus[name], env.name, *KEDA_SERVICE_ACCOUNT, ("autoscaling", "prometheus", name)))
+            break
     return found
 
 
@@ -113,8 +112,9 @@ def plan(environments: list[Environment], endpoints: list[Endpoint]) -> list[dic
     for env in environments:
         mine = [ep for ep in endpoints if ep.env.name == env.name]
         issuer = env.settings.get("oidc_issuer")
-        rows = [(ep.name, ep.namespace, summary(ep), ep.key_refs is not None, ep.doc.display) for ep in mine]
-        for account in accounts(env, rows):
+        found = accounts(env, [(ep.name, ep.namespace, summary(ep), ep.key_refs is not None, ep.doc.display)
+                               for ep in mine])
+        for account in found:
             subject = f"system:serviceaccount:{account.namespace}:{account.name}"
             name = f"{env.name}-{account.namespace}-{account.name}"[:120]
             entry(account.identity)["credentials"][(env.name, subject)] = {
@@ -136,11 +136,10 @@ def plan(environments: list[Environment], endpoints: list[Endpoint]) -> list[dic
                         add_role(entry(identity), "Key Vault Secrets User", "key-vault-secret",
                                  f"{env.settings['key_vault']['name']}/{secret}",
                                  "the Secrets Store CSI driver mounts the App Insights secret")
-        keyed = [ep.key_refs for ep in mine if ep.key_refs]
-        authorizer = next((a for a in accounts(env, [(ep.name, ep.namespace, {}, bool(ep.key_refs), "")
-                                                     for ep in mine]) if a.name == AUTHORIZER_SERVICE_ACCOUNT), None)
+        namespace = {**AUTHORIZER_DEFAULTS, **env.settings.get("key_auth", {}).get("authorizer", {})}["namespace"]
+        authorizer = next((a for a in found if (a.namespace, a.name) == (namespace, AUTHORIZER_NAME)), None)
         if authorizer is not None:
-            for vault in sorted({refs["key_vault"] for refs in keyed}):
+            for vault in sorted({ep.key_refs["key_vault"] for ep in mine if ep.key_refs}):
                 add_role(entry(authorizer.identity), "Key Vault Secrets User", "key-vault", vault,
                          "the authorizer mounts the scoring keys")
         prometheus = env.settings.get("autoscaling", {}).get("prometheus", {})
