@@ -325,3 +325,33 @@ def test_model_loader_is_needed_only_by_versions_with_models(tmp_path: Path) -> 
             version.pop("models", None)
         spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
     assert run_cli(root, "validate", "--env", "dev").exit_code == 0
+
+
+# --- the Gateway's hosts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root", [PROJECT, EVERY_FIELD], ids=["examples", "every-field"])
+def test_gateway_hosts_are_bound_to_the_endpoint_namespaces(root: Path) -> None:
+    """Each server names `<namespace>/<host>` for exactly the namespaces that serve endpoints (a VirtualService
+    elsewhere cannot bind them: tests/dataplane/test_routing.py), and the incremental render keeps that."""
+    objects = manifests(rendered_files(root))
+    for env in sorted({rel.split("/")[1] for rel in objects if rel.startswith("rendered/")}):
+        scoped = {rel: o for rel, o in objects.items() if rel.startswith(f"rendered/{env}/")}
+        gateways = of_kind(scoped, "Gateway")
+        if not gateways:
+            continue
+        hosts = yaml.safe_load((root / "environments" / env / "environment.yaml").read_text())["istio"]["hosts"]
+        namespaces = {o["metadata"]["namespace"] for o in of_kind(scoped, "VirtualService").values()}
+        expected = sorted(f"{ns}/{h}" for ns in namespaces for h in hosts)
+        for server in next(iter(gateways.values()))["spec"]["servers"]:
+            assert sorted(server["hosts"]) == expected
+
+
+def test_a_new_endpoint_namespace_joins_the_gateway_hosts_in_an_incremental_render(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path / "repo")
+    assert run_cli(root, "render", "--env", "dev").exit_code == 0
+    write_endpoint(root, "dev", "elsewhere", [version_spec("one")], namespace="team-elsewhere")
+    assert run_cli(root, "render", "--env", "dev").exit_code == 0
+    [gateway] = (root / "rendered" / "dev" / "platform" / "gateway").glob("gateway-*.yaml")
+    hosts = yaml.safe_load(gateway.read_text())["spec"]["servers"][0]["hosts"]
+    assert any(h.startswith("team-elsewhere/") for h in hosts) and any(h.startswith("ml-endpoints-dev/") for h in hosts)

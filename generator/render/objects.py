@@ -35,7 +35,7 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
     manifests = []
     if view["gateway"]["create"]:
         manifests.append(_manifest(f"{base}/gateway", "gateway.yaml.j2", view["gateway"]["namespace"], source,
-                                   env=view))
+                                   env=view, hosts=gateway_hosts(view["istio"]["hosts"], endpoints)))
     enforce = pod_security_level(view)
     for name in sorted({ep.namespace for ep in endpoints}):
         ns = {"name": name, "pod_security_enforce": enforce}
@@ -52,6 +52,13 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
     if keyed:
         manifests += render_authorizer(env, view, keyed)
     return manifests
+
+
+def gateway_hosts(hosts: list[str], endpoints: Sequence[HasNamespace]) -> list[str]:
+    """The Gateway's hosts as `<namespace>/<host>` for each namespace that serves endpoints, so a VirtualService
+    elsewhere cannot bind them ("./<host>", the Gateway's own namespace, while there are none)."""
+    namespaces = sorted({ep.namespace for ep in endpoints}) or ["."]
+    return [f"{namespace}/{host}" for namespace in namespaces for host in hosts]
 
 
 def pod_security_level(view: dict[str, Any]) -> str:

@@ -132,7 +132,7 @@ class Mesh:
         if len(gateways) != 1:
             raise ValueError(f"expected the environment's one Gateway, got {len(gateways)}")
         self.gateway = gateways[0]["spec"]["selector"]["istio"]
-        self.hosts = sorted({h for s in gateways[0]["spec"]["servers"] for h in s["hosts"]})
+        self.hosts = sorted({h.split("/")[-1] for s in gateways[0]["spec"]["servers"] for h in s["hosts"]})
         self.https = any(s["port"]["protocol"] == "HTTPS" for s in gateways[0]["spec"]["servers"])
 
     # --- the control plane's inputs ------------------------------------------------------------------------------

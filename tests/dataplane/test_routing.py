@@ -30,6 +30,7 @@ FALSE_FAILURE = 1e-6  # the chance that a correct split fails the test, per vers
 def prod(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iterator[dict[str, Any]]:
     root = copy_examples(tmp_path_factory.mktemp("routing") / "repo")
     objects = rendered_objects(root, "prod")
+    objects += rogue_route(objects)
     sentiment = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("sentiment-")]
     [service] = [o for o in objects if o["kind"] == "VirtualService" and o["metadata"]["name"] == "sentiment"]
     replicas = {d["metadata"]["name"]: 1 for d in sentiment} | {"endpointgen-key-auth": 1}
@@ -37,6 +38,31 @@ def prod(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iter
     for mesh in up(objects, tmp_path_factory.mktemp("routing-mesh"), scoring_images=images,
                    key_vaults={"kv-ml-prod": PROD_KEY_VAULT}, replicas=replicas):
         yield {"mesh": mesh, "virtual_service": service}
+
+
+ROGUE = "/api/v1/service/rogue/score"
+
+
+def rogue_route(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Another team's namespace with a VirtualService that names the prod Gateway and host, and sends a path of
+    its own to sentiment's blue version: what the Gateway's `<namespace>/<host>` hosts must not let bind."""
+    [gateway] = [o["metadata"] for o in objects if o["kind"] == "Gateway"]
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rogue-team"}},
+            {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+             "metadata": {"name": "rogue", "namespace": "rogue-team"},
+             "spec": {"hosts": ["ml.contoso.com"], "gateways": [f"{gateway['namespace']}/{gateway['name']}"],
+                      "http": [{"match": [{"uri": {"prefix": "/api/v1/service/rogue/"}}],
+                                "rewrite": {"uri": "/"},
+                                "route": [{"destination": {
+                                    "host": "sentiment-blue.ml-endpoints.svc.cluster.local"}}]}]}}]
+
+
+def test_a_route_from_another_namespace_does_not_bind_the_host(prod: dict[str, Any]) -> None:
+    """The Gateway's hosts are `ml-endpoints/ml.contoso.com`: the rogue-team VirtualService gets no route (404),
+    while the endpoint's own route serves."""
+    mesh = prod["mesh"]
+    assert mesh.request(ROGUE, body="{}", headers=KEY).status == 404
+    assert mesh.request(SCORE, body="{}", headers=KEY).status == 200
 
 
 def weights(virtual_service: dict[str, Any]) -> dict[str, int]:
