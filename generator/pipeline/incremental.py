@@ -22,8 +22,7 @@ from ..render.files import kustomizations, root_kustomization
 from ..render.objects import render_endpoint, render_flux, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
-from ..spec.identities import accounts, federated_credentials_within_limit, over_limit
-from ..spec.identities import summary as identity_facts
+from ..spec.identities import accounts, endpoint_row, federated_credentials_within_limit, over_limit
 from ..spec.query_load import endpoint_query_hours, query_load_within_limits
 from ..spec.repository import Repository, load_repository
 
@@ -100,8 +99,7 @@ def _identity_limits(root: Path, repo: Repository, unchanged: dict[str, dict], p
     """This environment's identities against Entra ID's federated-credential limit (validate adds up all
     environments'); unchanged specs that set an identity over it are loaded again, for their located problems."""
     environment = repo.environments[0]
-    rows = [(ep.name, ep.namespace, identity_facts(ep), ep.key_refs is not None, ep.doc.display)
-            for ep in repo.endpoints]
+    rows = [endpoint_row(ep) for ep in repo.endpoints]
     rows += [(n, s["namespace"], s, s.get("keys") is not None, display_path(paths[n], root)) for n, s in unchanged.items()]
     found = accounts(environment, rows)
     over = over_limit(found)

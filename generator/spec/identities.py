@@ -44,6 +44,11 @@ def summary(ep: Endpoint) -> dict[str, object]:
     return {"identity": endpoint_identity(ep), "own_identity": "workload_identity_client_id" in ep.doc.data}
 
 
+def endpoint_row(ep: Endpoint) -> tuple[str, str, Mapping[str, object], bool, str]:
+    """A loaded endpoint as accounts() takes it (a recorded one gives the same from its render summary)."""
+    return ep.name, ep.namespace, summary(ep), ep.key_refs is not None, ep.doc.display
+
+
 def accounts(env: Environment, endpoints: Iterable[tuple[str, str, Mapping[str, object], bool, str]]
              ) -> list[Account]:
     """The environment's ServiceAccounts with a workload identity: each endpoint's (name, namespace, summary,
@@ -112,8 +117,7 @@ def plan(environments: list[Environment], endpoints: list[Endpoint]) -> list[dic
     for env in environments:
         mine = [ep for ep in endpoints if ep.env.name == env.name]
         issuer = env.settings.get("oidc_issuer")
-        found = accounts(env, [(ep.name, ep.namespace, summary(ep), ep.key_refs is not None, ep.doc.display)
-                               for ep in mine])
+        found = accounts(env, [endpoint_row(ep) for ep in mine])
         for account in found:
             subject = f"system:serviceaccount:{account.namespace}:{account.name}"
             name = f"{env.name}-{account.namespace}-{account.name}"[:120]

@@ -10,8 +10,7 @@ from ..layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR, ENVIRONMENT_FILE, select_e
 from ..problems import Problem, display_path
 from .loader import Document, LoadError, load_yaml, parse_yaml
 from .model import Endpoint, Environment
-from .identities import accounts, federated_credentials_within_limit
-from .identities import summary as identity_facts
+from .identities import accounts, endpoint_row, federated_credentials_within_limit
 from .query_load import endpoint_query_hours, query_load_within_limits
 from .rules import colliding_objects, endpoint_problems, environment_problems
 from .schema import ENDPOINT_SCHEMA, ENVIRONMENT_SCHEMA, schema_problems
@@ -51,9 +50,8 @@ def load_repository(root: Path, requested: Sequence[str] = (), overrides: Mappin
         hours = {env.name: sum(endpoint_query_hours(ep) for ep in repo.endpoints_of(env.name))
                  for env in repo.environments}
         repo.problems.extend(query_load_within_limits({env.name: env for env in repo.environments}, hours))
-        found = [a for env in repo.environments for a in accounts(env, [
-            (ep.name, ep.namespace, identity_facts(ep), ep.key_refs is not None, ep.doc.display)
-            for ep in repo.endpoints_of(env.name)])]
+        found = [a for env in repo.environments
+                 for a in accounts(env, [endpoint_row(ep) for ep in repo.endpoints_of(env.name)])]
         repo.problems.extend(federated_credentials_within_limit({env.name: env for env in repo.environments}, found,
                                                                 {ep.doc.display: ep for ep in repo.endpoints}))
     return repo
