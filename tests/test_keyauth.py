@@ -175,7 +175,8 @@ def test_the_provider_is_registered_and_served(lab: dict[str, Any]) -> None:
     objects = lab["objects"]
     policies = [p for p in of_kind(objects, "AuthorizationPolicy").values() if p["spec"]["action"] == "CUSTOM"]
     assert {p["metadata"]["name"] for p in policies} == {"sentiment-require-key", "fraud-require-key"}
-    mesh = platform(lab, "ConfigMap")["istio-shared-configmap-asm-1-25"]
+    mesh = of_kind({r: o for r, o in objects.items() if "/platform/mesh/" in r}, "ConfigMap")[
+        "istio-shared-configmap-asm-1-25"]
     assert mesh["metadata"]["namespace"] == "aks-istio-system"
     [provider] = yaml.safe_load(mesh["data"]["mesh"])["extensionProviders"]
     assert {p["spec"]["provider"]["name"] for p in policies} == {provider["name"]}

@@ -332,8 +332,8 @@ def test_diff_of_an_environment_only_change_says_manifests_change(base: Path, ru
     env_file = base / "environments/prod/environment.yaml"
     env_file.write_text(env_file.read_text().replace("revision: asm-1-25", "revision: asm-1-26"))
     text = diff(run_cli)
-    # the endpoints' and the authorizer's namespaces, the add-on's mesh ConfigMap (renamed: one file out, one in)
-    # and the platform kustomization.yaml that lists it
-    assert text.startswith("no endpoint spec changes, but 5 manifest file(s) change (environment settings or "
+    # the endpoints' and the authorizer's namespaces, the add-on's mesh ConfigMap (renamed: one file out, one in),
+    # the platform kustomization.yaml that lists it, and the four Deployments whose pods carry the revision
+    assert text.startswith("no endpoint spec changes, but 9 manifest file(s) change (environment settings or "
                            "templates)\n")
     assert "+    istio.io/rev: asm-1-26" in text

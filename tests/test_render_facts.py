@@ -720,9 +720,10 @@ def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> No
         for rel, obj in in_env(objects, env).items():
             if rel.startswith("clusters/"):
                 assert obj["kind"] == "Kustomization", rel
-            elif obj["kind"] in PLATFORM_KINDS or rel.startswith(f"rendered/{env}/platform/key-auth/"):
+            elif obj["kind"] in PLATFORM_KINDS or rel.startswith((f"rendered/{env}/platform/key-auth/",
+                                                                   f"rendered/{env}/platform/mesh/")):
                 assert rel.startswith(f"rendered/{env}/platform/"), rel
-                if obj["kind"] != "Gateway" and "/key-auth/" not in rel:
+                if obj["kind"] != "Gateway" and "/key-auth/" not in rel and "/mesh/" not in rel:
                     ns = obj["metadata"].get("namespace") or obj["metadata"]["name"]
                     assert rel.startswith(f"rendered/{env}/platform/namespaces/{ns}/"), rel
             else:

@@ -159,10 +159,12 @@ def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bo
     """Exit 1 when rendered/ or clusters/ are not what render would write now (and, with --base, when the
     change alters a deployed property or an endpoint's namespace)."""
     from ..pipeline.generate import StaleOutput, check as check_output
-    from ..pr.history import history_problems
+    from ..pr.history import history_findings
     with ProgressBar("rendering endpoints", quiet) as bar:
         lines = check_output(ctx.obj, envs, bar)
-    history = history_problems(ctx.obj, base, envs) if base else []
+    history, warnings = history_findings(ctx.obj, base, envs) if base else ([], [])
+    for warning in warnings:
+        click.echo(warning, err=True)
     if lines:
         click.echo("\n".join(lines), err=True)
     if history:

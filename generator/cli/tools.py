@@ -44,15 +44,17 @@ def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, sou
 def mesh_config_command(ctx: click.Context, env: str) -> None:
     """Print the `mesh` snippet that registers the key-auth provider, for a team that manages the AKS add-on's
     istio-shared-configmap-<revision> itself (key_auth.mesh_config: snippet)."""
-    from ..render.keyauth import authorizer_view
+    from ..render.keyauth import provider_snippet
+    from ..render.mesh import MESH_NAMESPACE, configmap_name, installed_revisions
     from ..spec.repository import load_environments
     from ..render.views import environment_view
     loaded, problems = load_environments(ctx.obj, [env])[env]
     if loaded is None:
         raise ProblemsFound(problems)
-    view = authorizer_view(environment_view(loaded), [])
-    click.echo(f"# add to the `mesh` key of ConfigMap {view['mesh_namespace']}/{view['mesh_configmap']}")
-    click.echo(view["mesh"], nl=False)
+    view = environment_view(loaded)
+    names = ", ".join(f"{MESH_NAMESPACE}/{configmap_name(r)}" for r in installed_revisions(view["istio"]))
+    click.echo(f"# add to the `mesh` key of ConfigMap {names}")
+    click.echo(provider_snippet(view), nl=False)
 
 
 @cli.command("identities")

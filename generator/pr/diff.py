@@ -16,6 +16,7 @@ from ..spec.model import Endpoint
 from ..spec.repository import Repository, load_repository
 from ..spec.traffic import route_weights
 from .history import load_base
+from .upgrades import revision_warnings
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EndpointChange:
 class Diff:
     changes: list[EndpointChange]
     files: dict[str, tuple[str, str]]  # path -> (before, after), only files that differ
+    warnings: list[str] = field(default_factory=list)  # steps of an Istio add-on upgrade taken out of order
 
 
 def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
@@ -50,6 +52,7 @@ def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
             raise EndpointgenError(f"the specs on {ref} are not valid, so there is nothing to compare with: "
                                    + "; ".join(str(p) for p in base.problems[:3]))
         old_files, new_files = _rendered(base), _rendered(head)
+        warnings = revision_warnings(base, head, ref)
     changed = {path: (old_files.get(path, ""), new_files.get(path, ""))
                for path in sorted(set(old_files) | set(new_files)) if old_files.get(path) != new_files.get(path)}
     before = {(ep.env.name, ep.name): ep for ep in base.endpoints}
@@ -59,7 +62,7 @@ def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
         change = describe(before.get(key), after.get(key), key)
         if change.sentences:
             changes.append(change)
-    return Diff(changes, changed)
+    return Diff(changes, changed, warnings)
 
 
 def _rendered(repo: Repository) -> dict[str, str]:
@@ -191,6 +194,7 @@ def _no_endpoint_changes(d: Diff) -> str:
 
 def as_text(d: Diff) -> str:
     lines = [f"{c.title}: " + "; ".join(c.sentences) for c in d.changes] or [_no_endpoint_changes(d)]
+    lines += d.warnings
     patches = [unified(path, a, b) for path, (a, b) in d.files.items()]
     return "\n".join(lines) + ("\n\n" + "".join(patches) if patches else "\n")
 
@@ -198,6 +202,8 @@ def as_text(d: Diff) -> str:
 def as_markdown(d: Diff) -> str:
     """A pull-request comment: per endpoint the change in words and the traffic split before and after."""
     out = ["## endpointgen: what this change does", ""]
+    if d.warnings:
+        out += ["> [!WARNING]", *(f"> {w}  " for w in d.warnings), ""]
     if not d.changes:
         out.append(_no_endpoint_changes(d)[0].upper() + _no_endpoint_changes(d)[1:] + ".")
     for c in d.changes:

@@ -19,6 +19,7 @@ from ..layout import ENVIRONMENTS_DIR
 from ..problems import Problem, ProblemsFound, UsageError
 from ..spec.model import Endpoint
 from ..spec.repository import Repository, load_repository
+from .upgrades import revision_warnings
 
 
 def extract_base(root: Path, ref: str, into: Path) -> None:
@@ -45,8 +46,9 @@ def load_base(root: Path, ref: str, tmp: Path, envs: Sequence[str]) -> Repositor
     return load_repository(tmp, present)
 
 
-def history_problems(root: Path, ref: str, envs: Sequence[str] = ()) -> list[Problem]:
-    """What a change breaks that only the base shows: changed or removed properties, a changed namespace."""
+def history_findings(root: Path, ref: str, envs: Sequence[str] = ()) -> tuple[list[Problem], list[str]]:
+    """What a change breaks that only the base shows: as problems, changed or removed properties and a changed
+    namespace; as warnings, an Istio add-on upgrade step taken out of order."""
     head = load_repository(root, envs)
     if head.problems:
         raise ProblemsFound(head.problems)
@@ -58,7 +60,7 @@ def history_problems(root: Path, ref: str, envs: Sequence[str] = ()) -> list[Pro
             old = before.get((ep.env.name, ep.name))
             if old is not None:
                 problems += _compare(old, ep, ref)
-        return problems
+        return problems, revision_warnings(base, head, ref)
 
 
 def _compare(old: Endpoint, new: Endpoint, ref: str) -> Iterator[Problem]:

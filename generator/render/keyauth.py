@@ -22,7 +22,6 @@ GRPC_PORT = 9191
 DIAGNOSTIC_PORT = 8282
 KEYS_ROOT = "/keys"
 POLICY = Path(__file__).with_name("keyauth.rego")
-MESH_NAMESPACE = "aks-istio-system"
 
 
 def key_alias(namespace: str, endpoint: str, slot: str) -> str:
@@ -33,7 +32,7 @@ def key_alias(namespace: str, endpoint: str, slot: str) -> str:
 def authorizer_view(env: Mapping[str, Any], keyed: Iterable[tuple[str, str, Mapping[str, Any]]]) -> dict[str, Any]:
     """What the authorizer's templates need: settings, one CSI volume per Key Vault, policy and configs."""
     settings = {**AUTHORIZER_DEFAULTS, "client_id": env.get("key_vault", {}).get("client_id"),
-                **env["key_auth"].get("authorizer", {}), "mesh_config": env["key_auth"].get("mesh_config", "render")}
+                **env["key_auth"].get("authorizer", {})}
     vaults: dict[str, list[dict[str, str]]] = {}
     namespaces = set()
     for name, namespace, refs in sorted(keyed, key=lambda item: (item[1], item[0])):
@@ -43,7 +42,7 @@ def authorizer_view(env: Mapping[str, Any], keyed: Iterable[tuple[str, str, Mapp
             if secret:
                 vaults.setdefault(refs["key_vault"], []).append(
                     {"objectName": secret, "objectAlias": key_alias(namespace, name, slot)})
-    service = f"{NAME}.{settings['namespace']}.svc.cluster.local"
+    service = authorizer_service(env)
     return {
         **settings,
         "name": NAME,
@@ -57,9 +56,6 @@ def authorizer_view(env: Mapping[str, Any], keyed: Iterable[tuple[str, str, Mapp
         "policy": POLICY.read_text(encoding="utf-8"),
         "data": json.dumps({"endpointgen": {"trust_domain": settings["trust_domain"]}}, indent=2) + "\n",
         "config": opa_config(),
-        "mesh": mesh_snippet(env["key_auth"]["ext_authz_provider"], service),
-        "mesh_configmap": f"istio-shared-configmap-{env['istio']['revision']}",
-        "mesh_namespace": MESH_NAMESPACE,
     }
 
 
@@ -73,8 +69,15 @@ def opa_config() -> str:
             "  console: false\n")
 
 
-def mesh_snippet(provider: str, service: str) -> str:
-    """The `mesh` key of the add-on's shared ConfigMap: the provider a CUSTOM AuthorizationPolicy names."""
+def authorizer_service(env: Mapping[str, Any]) -> str:
+    """The authorizer's Service, as the mesh config names it."""
+    namespace = env["key_auth"].get("authorizer", {}).get("namespace", AUTHORIZER_DEFAULTS["namespace"])
+    return f"{NAME}.{namespace}.svc.cluster.local"
+
+
+def provider_snippet(env: Mapping[str, Any]) -> str:
+    """The mesh config that registers the provider a CUSTOM AuthorizationPolicy names (`extensionProviders`)."""
+    provider, service = env["key_auth"]["ext_authz_provider"], authorizer_service(env)
     return ("extensionProviders:\n"
             f"  - name: {provider}\n"
             "    envoyExtAuthzGrpc:\n"

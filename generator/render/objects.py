@@ -10,7 +10,8 @@ from typing import Any, Protocol
 from ..layout import CLUSTERS_DIR, PLATFORM, RENDERED_DIR
 from ..spec.model import Endpoint, Environment
 from .containers import CONTAINER_SECURITY
-from .keyauth import KEYS_ROOT, authorizer_view
+from .keyauth import KEYS_ROOT, authorizer_view, provider_snippet
+from .mesh import mesh_configmaps
 from .templates import Manifest, render_object
 from .views import SCORING_PORT, endpoint_view, environment_view
 
@@ -49,6 +50,8 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
             manifests.append(_manifest(f"{base}/namespaces/{name}", "networkpolicy.yaml.j2", name, source,
                                        env=view, ns=ns, scoring_port=SCORING_PORT))
     keyed = [(ep.name, ep.namespace, ep.key_refs) for ep in endpoints if ep.key_refs]
+    for mesh in mesh_configmaps(view, provider_snippet(view) if keyed else None):
+        manifests.append(_manifest(f"{base}/mesh", "mesh-configmap.yaml.j2", mesh["namespace"], source, mesh=mesh))
     if keyed:
         manifests += render_authorizer(env, view, keyed)
     return manifests
@@ -74,7 +77,8 @@ def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[
               "app.kubernetes.io/managed-by": "endpointgen"}
     selector = {"app.kubernetes.io/name": authz["name"]}
     context = {"env": view, "authz": authz, "labels": labels, "selector": selector,
-               "pod_labels": {**labels, "azure.workload.identity/use": "true"}, "keys_root": KEYS_ROOT,
+               "pod_labels": {**labels, "azure.workload.identity/use": "true",
+                              "istio.io/rev": view["istio"]["revision"]}, "keys_root": KEYS_ROOT,
                "container_security": CONTAINER_SECURITY}
     namespace = {"name": ns, "pod_security_enforce": pod_security_level(view)}
     manifests = [_manifest(folder, "namespace.yaml.j2", None, source, env=view, ns=namespace),
@@ -84,8 +88,6 @@ def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[
                                "networkpolicy")]
     manifests += [_manifest(folder, "keyauth-secretproviderclass.yaml.j2", ns, source, vault=vault, **context)
                   for vault in authz["vaults"]]
-    if authz["mesh_config"] == "render":
-        manifests.append(_manifest(folder, "mesh-configmap.yaml.j2", authz["mesh_namespace"], source, **context))
     return manifests
 
 

@@ -116,7 +116,8 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
     selector = {"endpointgen.io/endpoint": ep.name, "endpointgen.io/version": v.name}
     labels = {**common_labels(ep), "app.kubernetes.io/instance": object_name,
               "app.kubernetes.io/version": v.name, "endpointgen.io/version": v.name}
-    pod_labels = {**labels, "app": ep.name, "version": v.name}
+    # the revision in the pod template: a canary upgrade's swap of istio.revision rolls every pod onto it
+    pod_labels = {**labels, "app": ep.name, "version": v.name, "istio.io/rev": env["istio"]["revision"]}
     identity = {}
     if env.get("key_vault"):
         pod_labels["azure.workload.identity/use"] = "true"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
-from .defaults import (AUTHORIZER_DEFAULTS, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, CLIENT_ID,
+from .defaults import (AUTHORIZER_DEFAULTS, AUTHORIZER_NAME, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, CLIENT_ID,
                        NATIVE_SIDECAR_KUBERNETES, duration_seconds, entra_tenant, kubernetes_minor,
                        prometheus_scraper_namespace, revision_minor, url_host)
 from .model import Endpoint, Environment
@@ -330,6 +330,7 @@ def environment_problems(env: Environment) -> Iterator[Problem]:
                                   f"{defaults[name]} is finer than a millicore; use a multiple of 0.001")
     yield from prometheus_settings_consistent(env)
     yield from native_sidecars_supported(env)
+    yield from mesh_revisions_consistent(env)
     yield from token_audiences_reachable(env)
     yield from prometheus_can_scrape(env)
 
@@ -367,6 +368,26 @@ def native_sidecars_supported(env: Environment) -> Iterator[Problem]:
         yield env.doc.problem(("istio", "native_sidecars"),
                               f"native sidecars need Kubernetes 1.33 or later on AKS; this cluster runs "
                               f"{env.settings['kubernetes_version']}")
+
+
+def mesh_revisions_consistent(env: Environment) -> Iterator[Problem]:
+    """A canary upgrade runs two neighbouring revisions; the key-auth provider in the mesh config is endpointgen's."""
+    istio, provider = env.settings["istio"], env.settings.get("key_auth", {}).get("ext_authz_provider", AUTHORIZER_NAME)
+    revision, minor = istio["revision"], revision_minor(istio["revision"])
+    for i, other in enumerate(istio.get("additional_revisions", [])):
+        apart = None if minor is None or revision_minor(other) is None else abs(revision_minor(other) - minor)
+        if other == revision or apart == 0 or (apart or 0) > 2:
+            yield env.doc.problem(("istio", "additional_revisions", i),
+                                  f"{other} cannot run beside {revision}: a canary upgrade installs the next "
+                                  "revision (or the one after, when the next is out of support)")
+    given = istio.get("mesh_config", {})
+    if given and env.settings.get("key_auth", {}).get("mesh_config", "render") != "render":
+        yield env.doc.problem(("istio", "mesh_config"), "with key_auth.mesh_config: snippet you manage the shared "
+                              "ConfigMap yourself, so these settings would go nowhere; put them in your ConfigMap")
+    for i, entry in enumerate(given.get("extensionProviders", [])):
+        if entry["name"] == provider:
+            yield env.doc.problem(("istio", "mesh_config", "extensionProviders", i, "name"),
+                                  f"{provider} is the key-auth provider endpointgen registers; name yours otherwise")
 
 
 def prometheus_settings_consistent(env: Environment) -> Iterator[Problem]:

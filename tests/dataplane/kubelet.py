@@ -267,6 +267,8 @@ class Pod:
         spec_file = self.work / f"{container['name']}.json"
         spec_file.write_text(json.dumps(spec, indent=1))
         log = self.work / f"{container['name']}.log"
+        log.touch()
+        log.chmod(0o666)  # the runtime gives a container a pipe as stdout, which /dev/stdout reopens as any user
         process = self.sandbox.start([sys.executable, str(LAUNCHER), str(spec_file)], log)
         running = RunningContainer(container["name"], process, log, container)
         self.containers[container["name"]] = running

@@ -29,6 +29,9 @@ DENIED = 401
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iterator[Mesh]:
     root = copy_examples(tmp_path_factory.mktemp("keyauth") / "repo")
+    env_file = root / "environments" / "prod" / "environment.yaml"  # the platform team's own mesh setting
+    env_file.write_text(env_file.read_text().replace("  hosts:\n", "  mesh_config:\n    accessLogFile: /dev/stdout\n"
+                                                                   "  hosts:\n", 1))
     fraud = version_spec("gbm-v1", models=[], num_replicas=1, autoscale_enabled=False)
     write_endpoint(root, "prod", "fraud", [fraud], namespace="fraud-ml",
                    auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
@@ -55,6 +58,18 @@ def test_the_endpoints_keys_pass_and_never_reach_the_model(mesh: Mesh, authoriza
 def test_anything_else_gets_401_and_nothing_says_why(mesh: Mesh, authorization: str | None) -> None:
     response = call(mesh, SENTIMENT, authorization)
     assert (response.status, response.headers.get("www-authenticate"), response.body) == (DENIED, "Bearer", b"")
+
+
+def test_the_platform_teams_mesh_setting_works_beside_the_provider(mesh: Mesh) -> None:
+    """istio.mesh_config merged into the shared ConfigMap: istiod gives the sidecars its access log, and the
+    key-auth provider in the same mesh config still decides (the tests above)."""
+    assert call(mesh, SENTIMENT, f"Bearer {PRIMARY}").status == 200
+    pods = [p for p in mesh.pods.values() if p.name.startswith("sentiment-")]
+    line = f'"POST {SENTIMENT} HTTP/1.1" 200 '  # Envoy's default access log format: the original path
+    deadline = time.monotonic() + 10
+    while not any(line in p.tail(p.containers["istio-proxy"], 1_000_000) for p in pods):
+        assert time.monotonic() < deadline, "no access log line from the sidecars"
+        time.sleep(0.2)
 
 
 def test_each_endpoint_takes_only_its_own_keys(mesh: Mesh) -> None:
