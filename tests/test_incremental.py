@@ -24,6 +24,11 @@ def rename_key_secret(spec: dict[str, Any]) -> None:
     spec["auth_keys"]["secondary_key_secret"] = "sentiment-key-2026"
 
 
+def drop_key_auth(spec: dict[str, Any]) -> None:
+    spec["auth_enabled"] = False
+    del spec["auth_keys"]
+
+
 def full_render(tmp: Path, repo: Path) -> dict[str, bytes]:
     fresh = tmp / "fresh"
     shutil.copytree(repo / "environments", fresh / "environments")
@@ -31,7 +36,8 @@ def full_render(tmp: Path, repo: Path) -> dict[str, bytes]:
     return {rel: content for rel, content in snapshot(fresh).items() if not rel.startswith(".endpointgen-cache")}
 
 
-@pytest.mark.parametrize("change", ["edit", "new-namespace", "delete", "add", "key-secret"])
+@pytest.mark.parametrize("change", ["edit", "new-namespace", "delete", "add", "key-secret", "add-keyed",
+                                    "drop-keys"])
 def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     repo = copy_examples(tmp_path / "repo")
     assert run_cli(repo, "render").exit_code == 0
@@ -40,8 +46,13 @@ def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: py
         edit_spec(repo, "prod", "sentiment", bump_traffic)
     elif change == "new-namespace":
         edit_spec(repo, "prod", "sentiment", move_namespace)
-    elif change == "key-secret":  # the platform's key-auth SecretProviderClass must follow a spec change
+    elif change == "key-secret":  # the key's ExternalSecret in rendered/<env>/key-auth must follow a spec change
         edit_spec(repo, "prod", "sentiment", rename_key_secret)
+    elif change == "drop-keys":  # prod's only keyed endpoint: the key-auth folder and Kustomization go
+        edit_spec(repo, "prod", "sentiment", drop_key_auth)
+    elif change == "add-keyed":
+        (specs / "fraud.yaml").write_text((specs / "sentiment.yaml").read_text().replace("name: sentiment",
+                                                                                          "name: fraud"))
     elif change == "delete":
         (specs / "image-classifier.yaml").unlink()
     else:
@@ -61,4 +72,6 @@ def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: py
     assert used == ["prod:incremental"]  # dev did not change, and prod went the incremental way
     mine = {rel: content for rel, content in snapshot(repo).items() if not rel.startswith(".endpointgen-cache")}
     assert mine == full_render(tmp_path, repo)
+    assert ("rendered/prod/key-auth/kustomization.yaml" in mine) == ("clusters/prod/key-auth.yaml" in mine) == (
+        change != "drop-keys")
     assert run_cli(repo, "check").exit_code == 0

@@ -1,15 +1,17 @@
 """Key auth, offline: the rendered authorizer, and its policy evaluated by the OPA-Envoy plugin's own binary.
 
 The policy and its data come from the rendered objects: policy.rego and data.json from the authorizer's
-ConfigMap, and the keys from the files the Secrets Store CSI driver would write for the rendered
-SecretProviderClasses (each object at `<mount>/<objectAlias>`), loaded by OPA's own loader with the paths the
-Deployment gives `opa run` (`/policy apikeys:/keys`), here through `opa eval`. Requests are shaped as OPA-Envoy
+ConfigMap, and the keys from the files the kubelet would write for the Deployment's projected volume of the
+Secrets External Secrets makes from the rendered ExternalSecrets (their template rendered by the operator's own
+engine), loaded by OPA's own loader with the paths the Deployment gives `opa run` (`/policy apikeys:/keys`),
+here through `opa eval`. Requests are shaped as OPA-Envoy
 builds its input from Envoy's ext_authz CheckRequest; tests/dataplane/test_keyauth_e2e.py sends real ones.
 The policy's unit tests (generator/render/keyauth_test.rego) run under `opa test`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -18,13 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
+from external_secrets import synced_secrets
 from generator.check import gotools
 from render_helpers import copy_examples, manifests, of_kind, rendered_files, run_cli, version_spec, write_endpoint
 
-KEYS = {  # (vault, namespace, endpoint, slot) -> the value in Key Vault; never in git, only in this test
-    ("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa",
-    ("kv-ml-prod", "ml-endpoints", "sentiment", "secondary"): "mlk_Sentiment1Secondary1bbbbbbbbbbbbb",
-    ("kv-fraud-keys", "fraud-ml", "fraud", "primary"): "mlk_Fraud2Primary2ccccccccccccccccccc",
+PRIMARY, SECONDARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "mlk_Sentiment1Secondary1bbbbbbbbbbbbb"
+FRAUD_KEY = "mlk_Fraud2Primary2ccccccccccccccccccc"
+KEYS = {  # vault -> secret -> the value in Key Vault; never in git, only in this test
+    "kv-ml-prod": {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": SECONDARY},
+    "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY},
 }
 DENIED = {"allowed": False, "http_status": 401, "headers": {"www-authenticate": "Bearer"}, "body": ""}
 
@@ -40,32 +44,30 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def platform(lab: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return of_kind({r: o for r, o in lab["objects"].items() if "/platform/key-auth/" in r}, kind)
+    return of_kind({r: o for r, o in lab["objects"].items() if "/key-auth/" in r}, kind)
 
 
-def csi_files(lab: dict[str, Any], root: Path, keys: dict[tuple[str, str, str, str], str]) -> None:
-    """Write what the CSI driver would: each SecretProviderClass object at <mount>/<objectAlias>."""
+def key_files(lab: dict[str, Any], root: Path, vaults: dict[str, dict[str, str]]) -> None:
+    """Write what the kubelet would for the authorizer's projected volume: each optional Secret's items, of the
+    Secrets External Secrets syncs from `vaults` (a key missing from Key Vault: no Secret, so no file)."""
     deployment = platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]
-    container = deployment["containers"][0]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    for volume in deployment["volumes"]:
-        if "csi" not in volume:
-            continue
-        spc = platform(lab, "SecretProviderClass")[volume["csi"]["volumeAttributes"]["secretProviderClass"]]
-        vault = spc["spec"]["parameters"]["keyvaultName"]
-        for item in yaml.safe_load(spc["spec"]["parameters"]["objects"])["array"]:
-            entry = yaml.safe_load(item)
-            namespace, endpoint, slot, _ = entry["objectAlias"].split("/")
-            value = keys.get((vault, namespace, endpoint, slot))
-            if value is not None:  # a secret missing from Key Vault: the driver writes no file
-                path = root / mounts[volume["name"]].lstrip("/") / entry["objectAlias"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(value)
+    mounts = {m["name"]: m["mountPath"] for m in deployment["containers"][0]["volumeMounts"]}
+    secrets = synced_secrets(lab["objects"].values(), vaults)
+    namespace = platform(lab, "Deployment")["endpointgen-key-auth"]["metadata"]["namespace"]
+    [volume] = [v for v in deployment["volumes"] if "projected" in v]
+    for source in volume["projected"]["sources"]:
+        ref = source["secret"]
+        assert ref["optional"] is True
+        data = secrets.get((namespace, ref["name"]))
+        for item in ref["items"] if data is not None else []:
+            path = root / mounts[volume["name"]].lstrip("/") / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[item["key"]])
 
 
 def opa_data(lab: dict[str, Any], root: Path) -> list[str]:
     """The authorizer's data arguments, as `opa` flags on this machine: its policy folder (the ConfigMap's
-    policy.rego and data.json) and `apikeys:<the CSI folder>`, the paths of the Deployment's `run` arguments."""
+    policy.rego and data.json) and `apikeys:<the keys folder>`, the paths of the Deployment's `run` arguments."""
     container = platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]["containers"][0]
     configmap = platform(lab, "ConfigMap")["endpointgen-key-auth"]
     policy = root / "policy"
@@ -104,9 +106,6 @@ def decide(lab: dict[str, Any], data: list[str], principal: str | None, authoriz
 
 SENTIMENT = "spiffe://cluster.local/ns/ml-endpoints/sa/sentiment"
 FRAUD = "spiffe://cluster.local/ns/fraud-ml/sa/fraud"
-PRIMARY = KEYS[("kv-ml-prod", "ml-endpoints", "sentiment", "primary")]
-SECONDARY = KEYS[("kv-ml-prod", "ml-endpoints", "sentiment", "secondary")]
-FRAUD_KEY = KEYS[("kv-fraud-keys", "fraud-ml", "fraud", "primary")]
 
 
 @pytest.mark.parametrize("principal, authorization, allowed", [
@@ -133,7 +132,7 @@ FRAUD_KEY = KEYS[("kv-fraud-keys", "fraud-ml", "fraud", "primary")]
 ])
 def test_the_decision(lab: dict[str, Any], tmp_path: Path, principal: str | None, authorization: str | None,
                       allowed: bool) -> None:
-    csi_files(lab, tmp_path, KEYS)
+    key_files(lab, tmp_path, KEYS)
     decision = decide(lab, opa_data(lab, tmp_path), principal, authorization)
     if allowed:
         assert decision == {"allowed": True, "headers": {}, "request_headers_to_remove": ["authorization"]}
@@ -142,29 +141,49 @@ def test_the_decision(lab: dict[str, Any], tmp_path: Path, principal: str | None
 
 
 def test_rotation_old_key_refused_once_its_file_changes(lab: dict[str, Any], tmp_path: Path) -> None:
-    csi_files(lab, tmp_path, KEYS)
+    key_files(lab, tmp_path, KEYS)
     assert decide(lab, opa_data(lab, tmp_path), SENTIMENT, f"Bearer {PRIMARY}")["allowed"] is True
-    rotated = {**KEYS, ("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"}
-    csi_files(lab, tmp_path, rotated)  # Key Vault's new version, written by the driver's rotation
+    rotated = {**KEYS, "kv-ml-prod": {**KEYS["kv-ml-prod"], "sentiment-primary-key": "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"}}
+    key_files(lab, tmp_path, rotated)  # Key Vault's new version, synced by External Secrets' refresh
     data = opa_data(lab, tmp_path)  # what opa run --watch reloads
     assert decide(lab, data, SENTIMENT, f"Bearer {PRIMARY}") == DENIED
     assert decide(lab, data, SENTIMENT, "Bearer mlk_Rotated9Primary9zzzzzzzzzzzzzzz")["allowed"] is True
     assert decide(lab, data, SENTIMENT, f"Bearer {SECONDARY}")["allowed"] is True  # clients move one at a time
 
 
-def test_a_short_or_non_string_key_never_matches(lab: dict[str, Any], tmp_path: Path) -> None:
-    """Fail closed: a key YAML reads as a number, or one shorter than 16 characters, is never accepted."""
-    weak = {("kv-ml-prod", "ml-endpoints", "sentiment", "primary"): "12345678901234567890",
-            ("kv-ml-prod", "ml-endpoints", "sentiment", "secondary"): "short"}
-    csi_files(lab, tmp_path, weak)
+def test_a_short_key_never_matches(lab: dict[str, Any], tmp_path: Path) -> None:
+    """Fail closed: a key shorter than 16 characters is never accepted (a number is just a string now)."""
+    weak = {**KEYS, "kv-ml-prod": {"sentiment-primary-key": "short", "sentiment-secondary-key": "12345678901234567890"}}
+    key_files(lab, tmp_path, weak)
     data = opa_data(lab, tmp_path)
-    assert decide(lab, data, SENTIMENT, "Bearer 12345678901234567890") == DENIED
     assert decide(lab, data, SENTIMENT, "Bearer short") == DENIED
+    assert decide(lab, data, SENTIMENT, "Bearer 12345678901234567890")["allowed"] is True
+
+
+@pytest.mark.parametrize("malformed", ['a": b: {c', "line\nbreak and \u2028 and --- and ]", "\x00\x01 binary"])
+def test_one_missing_or_malformed_key_fails_alone(lab: dict[str, Any], tmp_path: Path, malformed: str) -> None:
+    """sentiment's primary is missing from Key Vault and its secondary is not YAML, JSON or text at all: fraud's
+    key still passes, and so does sentiment's secondary (any value is only a digest in valid JSON)."""
+    vaults = {"kv-ml-prod": {"sentiment-secondary-key": malformed}, "kv-fraud-keys": KEYS["kv-fraud-keys"]}
+    key_files(lab, tmp_path, vaults)
+    data = opa_data(lab, tmp_path)  # OPA loads the folder: one bad file would fail the whole load
+    assert decide(lab, data, FRAUD, f"Bearer {FRAUD_KEY}")["allowed"] is True
+    assert decide(lab, data, SENTIMENT, f"Bearer {PRIMARY}") == DENIED
+    if " " not in malformed:
+        assert decide(lab, data, SENTIMENT, f"Bearer {malformed}")["allowed"] is True
+
+
+def test_the_authorizer_holds_digests_not_keys(lab: dict[str, Any], tmp_path: Path) -> None:
+    key_files(lab, tmp_path, KEYS)
+    text = "".join(p.read_text() for p in (tmp_path / "keys").rglob("*.json"))
+    assert PRIMARY not in text and SECONDARY not in text and FRAUD_KEY not in text
+    assert json.loads((tmp_path / "keys/ml-endpoints/sentiment/primary/key.json").read_text()) == {
+        "sha256": hashlib.sha256(PRIMARY.encode()).hexdigest(), "length": len(PRIMARY)}
 
 
 def test_keys_are_compared_in_constant_time_and_never_printed(lab: dict[str, Any]) -> None:
     policy = platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["policy.rego"]
-    assert "crypto.hmac.equal(crypto.sha256(key), crypto.sha256(candidate))" in policy
+    assert "crypto.hmac.equal(crypto.sha256(key), candidate.sha256)" in policy
     assert "print(" not in policy and "trace(" not in policy
     assert "candidate == " not in policy and "key == " not in policy
     config = yaml.safe_load(platform(lab, "ConfigMap")["endpointgen-key-auth"]["data"]["config.yaml"])
@@ -200,17 +219,31 @@ def test_the_provider_is_registered_and_served(lab: dict[str, Any]) -> None:
     assert container["resources"]["limits"]["memory"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    # External Secrets reads Key Vault as the ServiceAccount's identity; the pod itself gets no Azure token
+    assert "azure.workload.identity/use" not in pod["metadata"]["labels"]
+    assert not any("csi" in v for v in pod["spec"]["volumes"])
 
 
-def test_each_key_vault_gets_a_volume_with_only_secret_names(lab: dict[str, Any]) -> None:
-    spcs = platform(lab, "SecretProviderClass")
-    assert {s["spec"]["parameters"]["keyvaultName"] for s in spcs.values()} == {"kv-ml-prod", "kv-fraud-keys"}
-    names = {yaml.safe_load(i)["objectName"] for s in spcs.values()
-             for i in yaml.safe_load(s["spec"]["parameters"]["objects"])["array"]}
-    assert names == {"sentiment-primary-key", "sentiment-secondary-key", "fraud-key-1"}
+def test_each_key_is_an_external_secret_of_its_own(lab: dict[str, Any]) -> None:
+    """One SecretStore per Key Vault (the authorizer's workload identity), one ExternalSecret per key, each
+    naming only its secret; the Secrets they write are what the projected volume takes, each optional."""
+    stores = platform(lab, "SecretStore")
+    assert {s["spec"]["provider"]["azurekv"]["vaultUrl"] for s in stores.values()} == {
+        "https://kv-ml-prod.vault.azure.net", "https://kv-fraud-keys.vault.azure.net"}
+    assert all(s["spec"]["provider"]["azurekv"]["authType"] == "WorkloadIdentity"
+               and s["spec"]["provider"]["azurekv"]["serviceAccountRef"] == {"name": "endpointgen-key-auth"}
+               for s in stores.values())
+    externals = platform(lab, "ExternalSecret")
+    assert {name: e["spec"]["data"][0]["remoteRef"]["key"] for name, e in externals.items()} == {
+        "ml-endpoints.sentiment.primary": "sentiment-primary-key",
+        "ml-endpoints.sentiment.secondary": "sentiment-secondary-key", "fraud-ml.fraud.primary": "fraud-key-1"}
+    assert all(e["spec"]["secretStoreRef"]["name"] in stores and e["spec"]["target"]["deletionPolicy"] == "Delete"
+               for e in externals.values())  # a key deleted in Key Vault is revoked, not kept
+    [volume] = [v for v in platform(lab, "Deployment")["endpointgen-key-auth"]["spec"]["template"]["spec"]["volumes"]
+                if "projected" in v]
+    assert {s["secret"]["name"] for s in volume["projected"]["sources"]} == set(externals)
     text = json.dumps(lab["objects"])
-    assert not any(value in text for value in KEYS.values())
+    assert not any(value in text for vault in KEYS.values() for value in vault.values())
 
 
 def test_network_policy_admits_only_endpoint_namespaces_to_the_authorizer(lab: dict[str, Any]) -> None:
@@ -263,9 +296,9 @@ def test_the_policy_unit_tests_pass_with_opa_test(tmp_path: Path) -> None:
     result = subprocess.run([opa, "test", str(policy / "keyauth.rego"), str(policy / "keyauth_test.rego")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().endswith("PASS: 5/5")
+    assert result.stdout.strip().endswith("PASS: 6/6")
     weakened = tmp_path / "keyauth.rego"
     weakened.write_text((policy / "keyauth.rego").read_text().replace("min_key_length := 16", "min_key_length := 1"))
     result = subprocess.run([opa, "test", str(weakened), str(policy / "keyauth_test.rego")], capture_output=True,
                             text=True)
-    assert result.returncode != 0 and "test_short_or_non_string_keys_never_match: FAIL" in result.stdout
+    assert result.returncode != 0 and "test_short_or_malformed_keys_never_match: FAIL" in result.stdout

@@ -710,8 +710,9 @@ PLATFORM_KINDS = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy",
 
 
 def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> None:
-    """Shared objects in rendered/<env>/platform, everything else in its endpoint's folder; one Flux
-    Kustomization for the platform and one per endpoint, which waits for the platform."""
+    """Shared objects in rendered/<env>/platform, the key-auth authorizer in rendered/<env>/key-auth, everything
+    else in its endpoint's folder; a Flux Kustomization for the platform, one for key auth that nothing waits for,
+    and one per endpoint, which waits for the platform only."""
     files, objects = output.files, output.objects
     envs = sorted({rel.split("/")[1] for rel in files})
     for env in envs:
@@ -720,18 +721,24 @@ def test_each_object_is_in_the_folder_flux_applies_it_from(output: Output) -> No
         for rel, obj in in_env(objects, env).items():
             if rel.startswith("clusters/"):
                 assert obj["kind"] == "Kustomization", rel
-            elif obj["kind"] in PLATFORM_KINDS or rel.startswith((f"rendered/{env}/platform/key-auth/",
-                                                                   f"rendered/{env}/platform/mesh/")):
+            elif rel.startswith(f"rendered/{env}/key-auth/"):
+                assert obj["metadata"].get("namespace", "endpointgen-auth") == "endpointgen-auth", rel
+            elif obj["kind"] in PLATFORM_KINDS or rel.startswith(f"rendered/{env}/platform/mesh/"):
                 assert rel.startswith(f"rendered/{env}/platform/"), rel
-                if obj["kind"] != "Gateway" and "/key-auth/" not in rel and "/mesh/" not in rel:
+                if obj["kind"] != "Gateway" and "/mesh/" not in rel:
                     ns = obj["metadata"].get("namespace") or obj["metadata"]["name"]
                     assert rel.startswith(f"rendered/{env}/platform/namespaces/{ns}/"), rel
             else:
                 endpoint = obj["metadata"]["labels"]["endpointgen.io/endpoint"]
                 assert rel.startswith(f"rendered/{env}/endpoints/{endpoint}/"), rel
         flux = {rel: o for rel, o in in_env(objects, env).items() if rel.startswith("clusters/")}
-        assert sorted(flux) == sorted([f"clusters/{env}/platform.yaml",
+        keyed = any(rel.startswith(f"rendered/{env}/key-auth/") for rel in files)
+        assert sorted(flux) == sorted([f"clusters/{env}/platform.yaml", *([f"clusters/{env}/key-auth.yaml"] * keyed),
                                        *(f"clusters/{env}/endpoints/{ep}.yaml" for ep in endpoints)])
+        if keyed:
+            key_auth = flux[f"clusters/{env}/key-auth.yaml"]
+            assert key_auth["metadata"]["name"] == f"{env}-key-auth" and "dependsOn" not in key_auth["spec"]
+            assert key_auth["spec"]["path"] == f"./rendered/{env}/key-auth"
         platform = flux[f"clusters/{env}/platform.yaml"]
         assert platform["metadata"]["name"] == f"{env}-platform"
         assert platform["spec"]["path"] == f"./rendered/{env}/platform" and "dependsOn" not in platform["spec"]
@@ -759,7 +766,8 @@ def test_every_kustomization_lists_exactly_its_folder(output: Output) -> None:
                          and rel != f"{base}/kustomization.yaml")
         top = yaml.safe_load(files[f"{base}/kustomization.yaml"])
         assert top["resources"] == folders
-        assert "platform" in folders and all(f == "platform" or f.startswith("endpoints/") for f in folders)
+        assert "platform" in folders and all(f in ("platform", "key-auth") or f.startswith("endpoints/")
+                                             for f in folders)
         listed = set()
         for folder in folders:
             resources = yaml.safe_load(files[f"{base}/{folder}/kustomization.yaml"])["resources"]

@@ -59,5 +59,6 @@ def test_tools_command_lists_the_pins(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "tools")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["kubeconform v0.8.0", "istio 1.29.1", "opa 1.15.2-envoy"]
+    assert [line.split(":")[0] for line in lines] == ["kubeconform v0.8.0", "istio 1.29.1", "opa 1.15.2-envoy",
+                                                      "externalsecrets v0.16.2"]
     assert run_cli(tmp_path, "tools", "nope").exit_code == 2

@@ -338,7 +338,9 @@ def objects_in(folder: Path) -> set[tuple[str, str | None, str]]:
 
 def flux_paths(root: Path, env: str) -> list[str]:
     """spec.path of every Flux Kustomization endpointgen wrote in clusters/<env>."""
-    files = [root / "clusters" / env / "platform.yaml", *sorted((root / "clusters" / env / "endpoints").glob("*.yaml"))]
+    files = [root / "clusters" / env / name for name in ("platform.yaml", "key-auth.yaml")
+             if (root / "clusters" / env / name).is_file()]
+    files += sorted((root / "clusters" / env / "endpoints").glob("*.yaml"))
     return [yaml.load(p.read_text(), Loader=LOADER)["spec"]["path"] for p in files]
 
 
@@ -361,10 +363,12 @@ def test_kubectl_kustomize_builds_each_environment(root: Path, env: str) -> None
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("env", EXAMPLE_ENVS)
 def test_kubectl_kustomize_builds_each_flux_kustomization_path(root: Path, env: str) -> None:
-    """Flux builds the platform folder and each endpoint folder on its own: together they are the environment."""
+    """Flux builds the platform folder, the key-auth folder and each endpoint folder on its own: together they are
+    the environment."""
     paths = flux_paths(root, env)
     endpoints = sorted(p.name for p in (root / "rendered" / env / "endpoints").iterdir() if p.is_dir())
-    assert paths == [f"./rendered/{env}/platform", *(f"./rendered/{env}/endpoints/{ep}" for ep in endpoints)]
+    assert paths == [f"./rendered/{env}/platform", f"./rendered/{env}/key-auth",
+                     *(f"./rendered/{env}/endpoints/{ep}" for ep in endpoints)]
     assert len(endpoints) >= 2
     seen: list[tuple[str, str | None, str]] = []
     for path in paths:
@@ -378,12 +382,16 @@ def test_kubectl_kustomize_builds_each_flux_kustomization_path(root: Path, env: 
     assert len(seen) == len(set(seen)) == len(everything)  # no object in two Flux Kustomizations, none left out
     assert set(seen) == set(everything)
     platform = {identity(o) for o in kustomize(root / paths[0])}
-    platform_kinds = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy"}
+    platform_kinds = {"Gateway", "Namespace", "PeerAuthentication", "NetworkPolicy", "ConfigMap"}
     keda_auth = "auth: azure-workload" in (root / "environments" / env / "environment.yaml").read_text()
-    key_auth = {"ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "SecretProviderClass"}
-    assert {kind for kind, _, _ in platform} == platform_kinds | key_auth | (
-        {"TriggerAuthentication"} if keda_auth else set())  # both example environments have a keyed endpoint
-    assert not [i for i in seen if i not in platform and i[0] in platform_kinds | {"TriggerAuthentication"}]
+    assert {kind for kind, _, _ in platform} == platform_kinds | (
+        {"TriggerAuthentication"} if keda_auth else set())
+    key_auth = {identity(o) for o in kustomize(root / paths[1])}  # both example environments have a keyed endpoint
+    assert {kind for kind, _, _ in key_auth} == {"Namespace", "PeerAuthentication", "NetworkPolicy", "ConfigMap",
+                                                 "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget",
+                                                 "SecretStore", "ExternalSecret"}
+    assert {ns for _, ns, _ in key_auth} <= {"endpointgen-auth", None}
+    assert not [i for i in seen if i not in platform | key_auth and i[0] in platform_kinds | {"TriggerAuthentication"}]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -429,14 +437,18 @@ def check_flux_kustomization(root: Path, env: str, rel: str, name: str, path: st
 
 
 def check_flux_kustomizations(root: Path, env: str) -> None:
-    """One Flux Kustomization for rendered/<env>/platform, then one per endpoint that waits for it."""
+    """One Flux Kustomization for rendered/<env>/platform, one for rendered/<env>/key-auth that nothing waits for,
+    then one per endpoint that waits for the platform."""
     endpoints = sorted(p.stem for p in spec_file(root, env, "x").parent.glob("*.yaml"))
     assert len(endpoints) >= 2
     ours = sorted(rel for rel in rendered_files(root, [env]) if rel.startswith(f"clusters/{env}/"))
-    assert ours == [*(f"clusters/{env}/endpoints/{ep}.yaml" for ep in endpoints), f"clusters/{env}/platform.yaml"]
+    assert ours == [*(f"clusters/{env}/endpoints/{ep}.yaml" for ep in endpoints), f"clusters/{env}/key-auth.yaml",
+                    f"clusters/{env}/platform.yaml"]
     assert not (root / "clusters" / env / "endpoints.yaml").exists()
     check_flux_kustomization(root, env, f"clusters/{env}/platform.yaml", f"{env}-platform",
                              f"./rendered/{env}/platform", None)
+    check_flux_kustomization(root, env, f"clusters/{env}/key-auth.yaml", f"{env}-key-auth",
+                             f"./rendered/{env}/key-auth", None)
     for ep in endpoints:
         check_flux_kustomization(root, env, f"clusters/{env}/endpoints/{ep}.yaml", f"{env}-{ep}",
                                  f"./rendered/{env}/endpoints/{ep}", [{"name": f"{env}-platform"}])
@@ -461,7 +473,7 @@ def test_deleting_an_endpoint_removes_its_flux_kustomization_and_kustomization_e
         return yaml.load((root / rel).read_text(), Loader=LOADER)["resources"]
 
     assert resources("rendered/dev/kustomization.yaml") == ["endpoints/image-classifier", "endpoints/sentiment",
-                                                            "platform"]
+                                                            "key-auth", "platform"]
     assert (root / "clusters/dev/endpoints/sentiment.yaml").is_file()
     spec_file(root, "dev", "sentiment").unlink()
     result = run_cli(root, "render", "--env", "dev")
@@ -470,6 +482,8 @@ def test_deleting_an_endpoint_removes_its_flux_kustomization_and_kustomization_e
     assert (root / "clusters/dev/endpoints/image-classifier.yaml").is_file()
     assert (root / "clusters/dev/platform.yaml").is_file()
     assert not (root / "rendered/dev/endpoints/sentiment").exists()
+    # sentiment was dev's only keyed endpoint: the authorizer and its Flux Kustomization go with it
+    assert not (root / "rendered/dev/key-auth").exists() and not (root / "clusters/dev/key-auth.yaml").exists()
     assert resources("rendered/dev/kustomization.yaml") == ["endpoints/image-classifier", "platform"]
     assert (root / "clusters/prod/endpoints/sentiment.yaml").is_file()  # other environments keep theirs
     assert "endpoints/sentiment" in resources("rendered/prod/kustomization.yaml")

@@ -60,6 +60,8 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
                                  "github.com/open-policy-agent/opa"),
          pin="github.com/open-policy-agent/opa-envoy-plugin v1.15.2-envoy", env={"CGO_ENABLED": "0"},
          ldflags="-X github.com/open-policy-agent/opa/version.Version=1.15.2-envoy"),
+    Tool("externalsecrets", "v0.16.2", ("./esotemplate",),
+         pin="github.com/external-secrets/external-secrets v0.16.2", env={"CGO_ENABLED": "0"}),
 )}
 
 

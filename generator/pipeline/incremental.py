@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, PLATFORM, RENDERED_DIR
+from ..layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, KEY_AUTH, PLATFORM, RENDERED_DIR
 from ..output import cache
 from ..output.writer import TreeDiff, write_atomic
 from ..problems import Problem, ProblemsFound, display_path
-from ..render.files import kustomizations, root_kustomization
+from ..render.files import kustomizations, root_kustomization, shared_folders
 from ..render.objects import render_endpoint, render_flux, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
@@ -88,7 +88,7 @@ def plan_changed(root: Path, env: str) -> Change | None:
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
                   + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
     files.update(kustomizations(env, list(files), only=lambda rel: _touched(rel, env, changed)))
-    files.update([root_kustomization(env, sorted(paths))])
+    files.update([root_kustomization(env, sorted(paths), shared_folders(everyone))])  # type: ignore[arg-type]
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
     return Change(root, env, files, changed, removed, summaries)
@@ -125,16 +125,20 @@ def _collisions(fresh: list[Endpoint], others: dict[str, dict]) -> list[Problem]
 
 
 def _rewritten_files(root: Path, env: str, names: set[str]) -> list[str]:
-    """The files on disk an incremental render replaces: those of the platform and of the endpoints `names`."""
-    folders = [root / RENDERED_DIR / env / PLATFORM] + [root / RENDERED_DIR / env / "endpoints" / n for n in names]
+    """The files on disk an incremental render replaces: the shared ones (platform, key-auth) and those of the
+    endpoints `names`."""
+    folders = [root / RENDERED_DIR / env / PLATFORM, root / RENDERED_DIR / env / KEY_AUTH]
+    folders += [root / RENDERED_DIR / env / "endpoints" / n for n in names]
     found = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
-    found += [path for n in names if (path := root / CLUSTERS_DIR / env / "endpoints" / f"{n}.yaml").is_file()]
+    flux = [root / CLUSTERS_DIR / env / f"{KEY_AUTH}.yaml"] + [root / CLUSTERS_DIR / env / "endpoints" / f"{n}.yaml"
+                                                               for n in names]
+    found += [path for path in flux if path.is_file()]
     return sorted(path.relative_to(root).as_posix() for path in found)
 
 
 def _touched(rel: str, env: str, changed: list[str]) -> bool:
-    """Folder kustomization files an incremental render rewrites: the changed endpoints' and the platform's."""
-    return rel == f"{RENDERED_DIR}/{env}/platform/kustomization.yaml" \
+    """Folder kustomization files an incremental render rewrites: the changed endpoints' and the shared ones."""
+    return rel in (f"{RENDERED_DIR}/{env}/{PLATFORM}/kustomization.yaml", f"{RENDERED_DIR}/{env}/{KEY_AUTH}/kustomization.yaml") \
         or any(rel == f"{RENDERED_DIR}/{env}/endpoints/{name}/kustomization.yaml" for name in changed)
 
 

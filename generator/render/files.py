@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..layout import GENERATED_MARK, PLATFORM, RENDERED_DIR
+from ..layout import GENERATED_MARK, KEY_AUTH, PLATFORM, RENDERED_DIR
 from ..spec.model import Endpoint, Environment
 from .objects import HasNamespace, flux_platform, render_manifests, render_platform
 from .templates import Manifest, dump_yaml
@@ -25,15 +25,22 @@ def shared_files(env: Environment, view: dict[str, Any], endpoints: Sequence[Has
     manifests = render_platform(env, view, endpoints) + [flux_platform(env, view)]
     files = {m.path: m.text for m in manifests}
     base = f"{RENDERED_DIR}/{env.name}"
-    platform = [p[len(base) + len(PLATFORM) + 2:] for p in files if p.startswith(f"{base}/{PLATFORM}/")]
-    files[f"{base}/{PLATFORM}/kustomization.yaml"] = _kustomization(env.name, sorted(platform))
-    files.update([root_kustomization(env.name, [ep.name for ep in endpoints])])
+    shared = shared_folders(endpoints)
+    for folder in shared:
+        inside = [p[len(base) + len(folder) + 2:] for p in files if p.startswith(f"{base}/{folder}/")]
+        files[f"{base}/{folder}/kustomization.yaml"] = _kustomization(env.name, sorted(inside))
+    files.update([root_kustomization(env.name, [ep.name for ep in endpoints], shared)])
     return files
 
 
-def root_kustomization(env_name: str, endpoint_names: list[str]) -> tuple[str, str]:
-    """rendered/<env>/kustomization.yaml: the platform folder and every endpoint's, so kubectl builds them all."""
-    folders = sorted([PLATFORM, *(f"endpoints/{name}" for name in endpoint_names)])
+def shared_folders(endpoints: Sequence[HasNamespace]) -> list[str]:
+    """The folders of rendered/<env> that no single endpoint owns: platform, and key-auth with a keyed endpoint."""
+    return [PLATFORM, *([KEY_AUTH] if any(ep.key_refs for ep in endpoints) else [])]
+
+
+def root_kustomization(env_name: str, endpoint_names: list[str], shared: Sequence[str]) -> tuple[str, str]:
+    """rendered/<env>/kustomization.yaml: the shared folders and every endpoint's, so kubectl builds them all."""
+    folders = sorted([*shared, *(f"endpoints/{name}" for name in endpoint_names)])
     return f"{RENDERED_DIR}/{env_name}/kustomization.yaml", _kustomization(env_name, folders)
 
 
@@ -64,7 +71,7 @@ def flux_folder(env_name: str, path: str) -> str | None:
     parts = path.split("/")
     if parts[:2] != [RENDERED_DIR, env_name] or len(parts) < 4:
         return None
-    if parts[2] == PLATFORM:
+    if parts[2] in (PLATFORM, KEY_AUTH):
         return "/".join(parts[:3])
     return "/".join(parts[:4]) if parts[2] == "endpoints" and len(parts) >= 5 else None
 

@@ -3,10 +3,12 @@
 #
 # - The endpoint is the destination workload's identity: its sidecar presents
 #   spiffe://<trust domain>/ns/<namespace>/sa/<endpoint> (each endpoint has a ServiceAccount of its name).
-# - Its keys are data.apikeys[<key vault>][<namespace>][<endpoint>].primary / .secondary, loaded by
-#   `opa run --watch ... apikeys:/keys` from the files the Secrets Store CSI driver keeps in sync with Key Vault.
-# - `Authorization: Bearer <primary or secondary key>` passes; anything else gets 401 with an empty body.
-# - Keys are compared as SHA-256 digests with crypto.hmac.equal (constant time); nothing here prints them.
+# - Its keys are data.apikeys[<namespace>][<endpoint>].primary / .secondary, each {"sha256": <hex digest>,
+#   "length": <bytes>}, loaded by `opa run --watch ... apikeys:/keys` from the files External Secrets keeps in
+#   sync with Key Vault. The authorizer never holds a key, only its digest.
+# - `Authorization: Bearer <primary or secondary key>` passes; anything else gets 401 with an empty body. A key
+#   that is missing, too short or not in the expected form admits nothing, for its endpoint only.
+# - The presented key's SHA-256 is compared with crypto.hmac.equal (constant time); nothing here prints it.
 package envoy.authz
 
 import rego.v1
@@ -54,12 +56,14 @@ presented_key := key if {
 key_matches if {
 	ep := endpoint
 	key := presented_key
-	some vault
-	stored := data.apikeys[vault][ep.namespace][ep.name]
+	stored := data.apikeys[ep.namespace][ep.name]
 	is_object(stored)
 	some slot in ["primary", "secondary"]
 	candidate := stored[slot]
-	is_string(candidate)
-	count(candidate) >= min_key_length
-	crypto.hmac.equal(crypto.sha256(key), crypto.sha256(candidate))
+	is_object(candidate)
+	is_number(candidate.length)
+	candidate.length >= min_key_length
+	is_string(candidate.sha256)
+	count(candidate.sha256) == 64
+	crypto.hmac.equal(crypto.sha256(key), candidate.sha256)
 }

@@ -5,10 +5,14 @@ import rego.v1
 
 import data.envoy.authz
 
-keys := {"kv-ml-prod": {"ml-endpoints": {
-	"sentiment": {"primary": "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "secondary": "mlk_Sentiment1Secondary1bbbbbbbbbbbbb"},
-	"weak": {"primary": "short", "secondary": 12345678901234567890},
-}}}
+# what External Secrets' template writes for a key: its SHA-256 digest and length
+stored(key) := {"sha256": crypto.sha256(key), "length": count(key)}
+
+keys := {"ml-endpoints": {
+	"sentiment": {"primary": stored("mlk_Sentiment0Primary0aaaaaaaaaaaaaaa"), "secondary": stored("mlk_Sentiment1Secondary1bbbbbbbbbbbbb")},
+	"weak": {"primary": stored("short"), "secondary": "12345678901234567890"},
+	"odd": {"primary": {"sha256": crypto.sha256("mlk_Odd0Primary0cccccccccccccccccccc")}, "secondary": {"sha256": 7, "length": 40}},
+}}
 
 settings := {"trust_domain": "cluster.local"}
 
@@ -56,8 +60,13 @@ test_the_key_belongs_to_the_destination_workload if {
 	not allowed("spiffe://cluster.local/ns/ml-endpoints/sa/sentiment/x", "Bearer mlk_Sentiment0Primary0aaaaaaaaaaaaaaa")
 }
 
-test_short_or_non_string_keys_never_match if {
+test_short_or_malformed_keys_never_match if {
 	weak := "spiffe://cluster.local/ns/ml-endpoints/sa/weak"
 	not allowed(weak, "Bearer short")
 	not allowed(weak, "Bearer 12345678901234567890")
+	not allowed("spiffe://cluster.local/ns/ml-endpoints/sa/odd", "Bearer mlk_Odd0Primary0cccccccccccccccccccc")
+}
+
+test_an_endpoint_without_keys_admits_nothing if {
+	not allowed("spiffe://cluster.local/ns/ml-endpoints/sa/missing", "Bearer mlk_Sentiment0Primary0aaaaaaaaaaaaaaa")
 }

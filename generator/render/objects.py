@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from ..layout import CLUSTERS_DIR, PLATFORM, RENDERED_DIR
+from ..layout import CLUSTERS_DIR, KEY_AUTH, PLATFORM, RENDERED_DIR
 from ..spec.model import Endpoint, Environment
 from .containers import CONTAINER_SECURITY
 from .keyauth import KEYS_ROOT, authorizer_view, provider_snippet
@@ -31,7 +31,8 @@ def _manifest(folder: str, template: str, namespace: str | None, source: str, **
 
 
 def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[HasNamespace]) -> list[Manifest]:
-    """rendered/<env>/platform: the Gateway, and each endpoint namespace with its mTLS policy."""
+    """What no single endpoint owns: rendered/<env>/platform (the Gateway, each endpoint namespace with its mTLS
+    policy, the mesh ConfigMaps) and, with a keyed endpoint, rendered/<env>/key-auth and its Flux Kustomization."""
     base, source = f"{RENDERED_DIR}/{env.name}/{PLATFORM}", env.doc.display
     manifests = []
     if view["gateway"]["create"]:
@@ -53,7 +54,7 @@ def render_platform(env: Environment, view: dict[str, Any], endpoints: Sequence[
     for mesh in mesh_configmaps(view, provider_snippet(view) if keyed else None):
         manifests.append(_manifest(f"{base}/mesh", "mesh-configmap.yaml.j2", mesh["namespace"], source, mesh=mesh))
     if keyed:
-        manifests += render_authorizer(env, view, keyed)
+        manifests += render_authorizer(env, view, keyed) + [flux_key_auth(env, view)]
     return manifests
 
 
@@ -70,15 +71,14 @@ def pod_security_level(view: dict[str, Any]) -> str:
 
 
 def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[str, str, Any]]) -> list[Manifest]:
-    """rendered/<env>/platform/key-auth: the OPA-Envoy authorizer of keyed endpoints and its mesh registration."""
+    """rendered/<env>/key-auth: the OPA-Envoy authorizer of keyed endpoints and the keys External Secrets gives it."""
     authz = authorizer_view(view, keyed)
-    folder, source, ns = f"{RENDERED_DIR}/{env.name}/{PLATFORM}/key-auth", env.doc.display, authz["namespace"]
+    folder, source, ns = f"{RENDERED_DIR}/{env.name}/{KEY_AUTH}", env.doc.display, authz["namespace"]
     labels = {"app.kubernetes.io/name": authz["name"], "app.kubernetes.io/part-of": "endpointgen",
               "app.kubernetes.io/managed-by": "endpointgen"}
     selector = {"app.kubernetes.io/name": authz["name"]}
     context = {"env": view, "authz": authz, "labels": labels, "selector": selector,
-               "pod_labels": {**labels, "azure.workload.identity/use": "true",
-                              "istio.io/rev": view["istio"]["revision"]}, "keys_root": KEYS_ROOT,
+               "pod_labels": {**labels, "istio.io/rev": view["istio"]["revision"]}, "keys_root": KEYS_ROOT,
                "container_security": CONTAINER_SECURITY}
     namespace = {"name": ns, "pod_security_enforce": pod_security_level(view)}
     manifests = [_manifest(folder, "namespace.yaml.j2", None, source, env=view, ns=namespace),
@@ -86,8 +86,10 @@ def render_authorizer(env: Environment, view: dict[str, Any], keyed: list[tuple[
     manifests += [_manifest(folder, f"keyauth-{kind}.yaml.j2", ns, source, **context)
                   for kind in ("serviceaccount", "configmap", "deployment", "service", "poddisruptionbudget",
                                "networkpolicy")]
-    manifests += [_manifest(folder, "keyauth-secretproviderclass.yaml.j2", ns, source, vault=vault, **context)
-                  for vault in authz["vaults"]]
+    manifests += [_manifest(folder, "keyauth-secretstore.yaml.j2", ns, source, store=store, **context)
+                  for store in authz["stores"]]
+    manifests += [_manifest(folder, "keyauth-externalsecret.yaml.j2", ns, source, key=key, **context)
+                  for key in authz["key_secrets"]]
     return manifests
 
 
@@ -113,6 +115,13 @@ def flux_platform(env: Environment, view: dict[str, Any]) -> Manifest:
     """clusters/<env>/platform.yaml: the Flux Kustomization <env>-platform for rendered/<env>/platform."""
     k = {"name": f"{env.name}-{PLATFORM}", "path": f"./{RENDERED_DIR}/{env.name}/{PLATFORM}", "depends_on": []}
     return _flux(env, view, f"{CLUSTERS_DIR}/{env.name}/{PLATFORM}.yaml", k)
+
+
+def flux_key_auth(env: Environment, view: dict[str, Any]) -> Manifest:
+    """clusters/<env>/key-auth.yaml: the Flux Kustomization <env>-key-auth for the authorizer. No endpoint waits
+    for it, so one endpoint's missing key never holds up another's deploy."""
+    k = {"name": f"{env.name}-{KEY_AUTH}", "path": f"./{RENDERED_DIR}/{env.name}/{KEY_AUTH}", "depends_on": []}
+    return _flux(env, view, f"{CLUSTERS_DIR}/{env.name}/{KEY_AUTH}.yaml", k)
 
 
 def flux_endpoint(env: Environment, view: dict[str, Any], name: str) -> Manifest:

@@ -43,6 +43,8 @@ ALLOWED_KINDS = {
     "RequestAuthentication": "security.istio.io/v1",
     "AuthorizationPolicy": "security.istio.io/v1",
     "SecretProviderClass": "secrets-store.csi.x-k8s.io/v1",
+    "ExternalSecret": "external-secrets.io/v1",
+    "SecretStore": "external-secrets.io/v1",
     "Kustomization": "kustomize.toolkit.fluxcd.io/v1",
 }
 CLUSTER_SCOPED = {"Namespace"}

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,24 +111,42 @@ class Pod:
     def make_volumes(self) -> None:
         for volume in self.spec.get("volumes", []):
             path = self.volume_dir(volume["name"])
-            if "configMap" in volume:
-                self.write_items(path, self.config_map(volume["configMap"]), volume["configMap"])
-            elif "secret" in volume:
-                self.write_items(path, self.secret(volume["secret"]["secretName"]), volume["secret"])
-            elif "downwardAPI" in volume:
-                self.write_downward(path, volume["downwardAPI"]["items"])
-            elif "projected" in volume:
-                for source in volume["projected"]["sources"]:
-                    if "serviceAccountToken" in source:
-                        token = source["serviceAccountToken"]
-                        self.write_file(path / token["path"], self.service_account_token())
-                    elif "configMap" in source:
-                        self.write_items(path, self.config_map(source["configMap"]), source["configMap"])
-                    elif "downwardAPI" in source:
-                        self.write_downward(path, source["downwardAPI"]["items"])
+            payload = self.payload(volume)
+            if payload is not None:
+                write_atomically(path, payload)
             elif "csi" in volume:
                 self.mount_secrets_store(path, volume["csi"])
             self.volumes[volume["name"]] = path
+
+    def sync_volumes(self) -> None:
+        """The kubelet's periodic sync: configMap, secret, downwardAPI and projected volumes rewritten from the
+        objects as they are now (an optional Secret that appeared, a Secret External Secrets refreshed)."""
+        for volume in self.spec.get("volumes", []):
+            payload = self.payload(volume)
+            if payload is not None:
+                write_atomically(self.volumes[volume["name"]], payload)
+
+    def payload(self, volume: Mapping[str, Any]) -> dict[str, str] | None:
+        """A volume's files (path -> text) for the kubelet's atomic writer; None for other volume types."""
+        if "configMap" in volume:
+            return self.items(self.config_map(volume["configMap"]), volume["configMap"])
+        if "secret" in volume:
+            return self.items(self.secret(volume["secret"]), volume["secret"])
+        if "downwardAPI" in volume:
+            return self.downward(volume["downwardAPI"]["items"])
+        if "projected" not in volume:
+            return None
+        files: dict[str, str] = {}
+        for source in volume["projected"]["sources"]:
+            if "serviceAccountToken" in source:
+                files[source["serviceAccountToken"]["path"]] = self.service_account_token()
+            elif "configMap" in source:
+                files.update(self.items(self.config_map(source["configMap"]), source["configMap"]))
+            elif "secret" in source:
+                files.update(self.items(self.secret(source["secret"]), source["secret"]))
+            elif "downwardAPI" in source:
+                files.update(self.downward(source["downwardAPI"]["items"]))
+        return files
 
     def service_account_token(self) -> str:
         """The pod's projected token; meshlab's TokenReview stand-in reads the identity back from it."""
@@ -141,23 +160,33 @@ class Pod:
                 return {}
             raise
 
-    def secret(self, name: str) -> dict[str, str]:
-        return self.cluster.get("Secret", self.namespace, name).get("stringData", {})
+    def secret(self, ref: Mapping[str, Any]) -> dict[str, str]:
+        """A Secret's data; an optional one that does not exist (yet) is empty, as the kubelet makes it."""
+        try:
+            return self.cluster.get("Secret", self.namespace, ref.get("secretName") or ref["name"]).get(
+                "stringData", {})
+        except PodFailed:
+            if ref.get("optional"):
+                return {}
+            raise
 
-    def write_items(self, path: Path, data: Mapping[str, str], ref: Mapping[str, Any]) -> None:
+    @staticmethod
+    def items(data: Mapping[str, str], ref: Mapping[str, Any]) -> dict[str, str]:
         items = ref.get("items") or [{"key": k, "path": k} for k in data]
-        for item in items:
-            if item["key"] in data:
-                self.write_file(path / item["path"], data[item["key"]])
+        for item in items:  # a key the object lacks fails the volume, unless the source is optional
+            if item["key"] not in data and not ref.get("optional"):
+                raise PodFailed(f"references non-existent key: {item['key']}")
+        return {item["path"]: data[item["key"]] for item in items if item["key"] in data}
 
-    def write_downward(self, path: Path, items: list[dict[str, Any]]) -> None:
+    def downward(self, items: list[dict[str, Any]]) -> dict[str, str]:
+        files = {}
         for item in items:
             field_path = item["fieldRef"]["fieldPath"]
             values = {"metadata.labels": self.meta.get("labels", {}),
                       "metadata.annotations": self.meta.get("annotations", {})}.get(field_path)
-            text = ("\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()))
-                    if values is not None else self.field(field_path))
-            self.write_file(path / item["path"], text)
+            files[item["path"]] = ("\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()))
+                                   if values is not None else self.field(field_path))
+        return files
 
     @staticmethod
     def write_file(path: Path, text: str) -> None:
@@ -227,7 +256,7 @@ class Pod:
                 ref = source["secretKeyRef"]
                 value = self.synced_secret(ref["name"], ref["key"])
                 if value is None:
-                    value = self.secret(ref["name"]).get(ref["key"])
+                    value = self.secret({"name": ref["name"]}).get(ref["key"])
                 if value is None:
                     raise PodFailed(f"container {container['name']}: secret {ref['name']} has no key {ref['key']}")
                 env[item["name"]] = value
@@ -377,6 +406,36 @@ class Pod:
     def signal(self, container: str, sig: int) -> None:
         """A signal to every process of a container (SIGKILL: it crashed; SIGSTOP: it hangs)."""
         os.killpg(self.containers[container].process.pid, sig)
+
+
+def write_atomically(path: Path, files: Mapping[str, str]) -> None:
+    """The kubelet's AtomicWriter (pkg/volume/util/atomic_writer.go): the files in a new `..<timestamp>` folder,
+    `..data` switched to it by one rename, each top-level entry a symlink into `..data`, the old folder removed;
+    a reader sees the old set or the new one, never a mix."""
+    stamp = path / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    for rel, text in files.items():
+        target = stamp / rel
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        target.write_text(text)
+        target.chmod(0o644)
+    stamp.mkdir(exist_ok=True, mode=0o755)
+    for folder in [stamp, *(p for p in stamp.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
+    data = path / "..data"
+    old = os.readlink(data) if data.is_symlink() else None
+    staged = path / "..data_tmp"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(stamp.name)
+    os.rename(staged, data)
+    tops = {rel.split("/")[0] for rel in files}
+    for top in tops:
+        if not (path / top).is_symlink():
+            (path / top).symlink_to(f"..data/{top}")
+    for entry in path.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in tops:
+            entry.unlink()
+    if old:
+        shutil.rmtree(path / old, ignore_errors=True)
 
 
 def container_main_pid(process: subprocess.Popen[bytes]) -> int | None:

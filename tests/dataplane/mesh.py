@@ -46,6 +46,7 @@ from .client import Client, Response
 from generator.check import gotools
 from .images import Image, registry
 from .kubelet import NODE_NAME, Cluster, Pod
+from external_secrets import synced_secrets
 from .sandbox import NODE_IP, Sandbox
 
 SYSTEM_NAMESPACE = "aks-istio-system"
@@ -188,10 +189,25 @@ class Mesh:
         if self.sandbox is not None:
             self.sandbox.close()
 
+    def sync_external_secrets(self) -> None:
+        """External Secrets Operator's refresh: the Secret of each rendered ExternalSecret whose keys the stand-in
+        Key Vaults hold (the template rendered by the operator's own engine); a missing key writes nothing, and a
+        Secret whose key was deleted goes (deletionPolicy: Delete)."""
+        synced = synced_secrets(self.rendered, self.cluster.key_vaults)
+        for o in self.rendered:
+            if o["kind"] == "ExternalSecret":
+                key = ("Secret", o["metadata"]["namespace"], o["spec"]["target"]["name"])
+                if key[1:] in synced:
+                    self.cluster.add({"kind": "Secret", "metadata": {"namespace": key[1], "name": key[2]},
+                                      "stringData": synced[key[1:]]})
+                else:
+                    self.cluster.objects.pop(key, None)
+
     def start(self, timeout: float = 180) -> None:
         objects = [*self.rendered, *gateway_objects(self.revision, self.gateway), *self.platform_objects()]
         for obj in objects:
             self.cluster.add(obj)
+        self.sync_external_secrets()
         templates = self.inject(objects)
         services = [o for o in objects if o["kind"] == "Service"]
         for index, service in enumerate(services):

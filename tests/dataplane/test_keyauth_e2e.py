@@ -1,9 +1,11 @@
 """Key auth end to end: the sidecar istiod configured from the CUSTOM AuthorizationPolicy calls the real OPA-Envoy
-plugin (the rendered Deployment's image, arguments, policy and config), which reads the keys from the files the
-Secrets Store CSI driver lays out for the rendered SecretProviderClasses, and decides by the identity the
-scoring pod's sidecar presents over mTLS.
+plugin (the rendered Deployment's image, arguments, policy and config), which reads the keys from the projected
+volume the kubelet lays out (atomically, as its AtomicWriter does) from the Secrets External Secrets makes for
+the rendered ExternalSecrets (their template rendered by the operator's own engine), and decides by the identity
+the scoring pod's sidecar presents over mTLS.
 
-The prod example plus a keyed endpoint in another namespace with its keys in another Key Vault.
+The prod example plus two keyed endpoints in another namespace with their keys in another Key Vault: fraud,
+whose secondary key is not valid YAML, and churn, whose key is not in Key Vault yet.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from .mesh import Mesh
 from render_helpers import copy_examples, version_spec, write_endpoint
 
 FRAUD_KEY = "mlk_Fraud2Primary2ccccccccccccccccccc"
-VAULTS = {"kv-ml-prod": PROD_KEY_VAULT, "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY}}
+MALFORMED = '[mlk_Fraud3:"Secondary{3ddddddddddd'  # YAML, JSON and plain text parsers all refuse this as a file
+CHURN_KEY = "mlk_Churn4Primary4eeeeeeeeeeeeeeeeeee"
+VAULTS = {"kv-ml-prod": PROD_KEY_VAULT, "kv-fraud-keys": {"fraud-key-1": FRAUD_KEY, "fraud-key-2": MALFORMED}}
 SENTIMENT, FRAUD = "/api/v1/service/sentiment/score", "/api/v1/service/fraud/score"
+CHURN = "/api/v1/service/churn/score"
 DENIED = 401
 
 
@@ -34,11 +39,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, scoring_script: Path) -> Iter
                                                                    "  hosts:\n", 1))
     fraud = version_spec("gbm-v1", models=[], num_replicas=1, autoscale_enabled=False)
     write_endpoint(root, "prod", "fraud", [fraud], namespace="fraud-ml",
-                   auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1"})
+                   auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "fraud-key-1",
+                              "secondary_key_secret": "fraud-key-2"})
+    churn = version_spec("lr-v1", models=[], num_replicas=1, autoscale_enabled=False)
+    write_endpoint(root, "prod", "churn", [churn], namespace="fraud-ml",
+                   auth_keys={"key_vault": "kv-fraud-keys", "primary_key_secret": "churn-key-1"})
     objects = rendered_objects(root, "prod")
     images = scoring_images(objects, scoring_script)
     yield from up(objects, tmp_path_factory.mktemp("keyauth-mesh"), scoring_images=images, key_vaults=VAULTS,
-                  replicas={"sentiment-blue": 1, "sentiment-green": 1, "fraud-gbm-v1": 1,
+                  replicas={"sentiment-blue": 1, "sentiment-green": 1, "fraud-gbm-v1": 1, "churn-lr-v1": 1,
                             "endpointgen-key-auth": 1})
 
 
@@ -78,23 +87,54 @@ def test_each_endpoint_takes_only_its_own_keys(mesh: Mesh) -> None:
     assert call(mesh, FRAUD, f"Bearer {PRIMARY}").status == DENIED
 
 
-def test_a_rotated_key_takes_effect_without_a_restart(mesh: Mesh) -> None:
-    """Key Vault's new version written where the CSI driver keeps it (atomically, beside a dot-file OPA's
-    --ignore=.* skips): the authorizer reloads it; the old key stops working, the secondary keeps working."""
-    [authorizer] = [p for p in mesh.pods.values() if p.namespace == "endpointgen-auth"]
-    key_file = authorizer.volumes["keys-kv-ml-prod"] / "ml-endpoints" / "sentiment" / "primary" / "key.yaml"
-    assert key_file.read_text() == PRIMARY
-    rotated = "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"
-    staged = key_file.with_name(".key.yaml.new")
-    staged.write_text(rotated)
-    os.replace(staged, key_file)
-    deadline = time.monotonic() + 30
-    while call(mesh, SENTIMENT, f"Bearer {rotated}").status != 200:
-        assert time.monotonic() < deadline, "the rotated key was not accepted within 30 s"
+def authorizer(mesh: Mesh) -> Any:
+    [pod] = [p for p in mesh.pods.values() if p.namespace == "endpointgen-auth"]
+    return pod
+
+
+def until_status(mesh: Mesh, path: str, authorization: str, status: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while call(mesh, path, authorization).status != status:
+        assert time.monotonic() < deadline, f"{path} did not answer {status} within {seconds} s"
         time.sleep(0.5)
+
+
+def test_a_missing_and_a_malformed_key_fail_alone(mesh: Mesh) -> None:
+    """churn's key is not in Key Vault and fraud's secondary is not YAML: the authorizer started all the same (its
+    volume's Secrets are optional), churn admits nothing, and every other endpoint's keys pass."""
+    assert authorizer(mesh).containers["opa"].process.poll() is None
+    assert call(mesh, CHURN, f"Bearer {CHURN_KEY}").status == DENIED
+    assert call(mesh, FRAUD, f"Bearer {FRAUD_KEY}").status == 200
+    assert call(mesh, SENTIMENT, f"Bearer {PRIMARY}").status == 200
+    assert call(mesh, FRAUD, f"Bearer {MALFORMED}").status == 200  # only a digest in valid JSON: it works too
+    files = sorted(p.relative_to(authorizer(mesh).volumes["keys"]).as_posix()
+                   for p in authorizer(mesh).volumes["keys"].glob("*/*/*/key.json"))
+    assert files == ["fraud-ml/fraud/primary/key.json", "fraud-ml/fraud/secondary/key.json",
+                     "ml-endpoints/sentiment/primary/key.json", "ml-endpoints/sentiment/secondary/key.json"]
+
+
+def test_a_rotated_key_takes_effect_without_a_restart(mesh: Mesh) -> None:
+    """Key Vault's new version: External Secrets' refresh rewrites its Secret, the kubelet's sync swaps the
+    projected volume's ..data link, OPA's watch on the folder reloads; the old key stops working, the secondary
+    keeps working, and the other endpoints never stop."""
+    rotated = "mlk_Rotated9Primary9zzzzzzzzzzzzzzz"
+    mesh.cluster.key_vaults["kv-ml-prod"]["sentiment-primary-key"] = rotated
+    mesh.sync_external_secrets()
+    authorizer(mesh).sync_volumes()
+    until_status(mesh, SENTIMENT, f"Bearer {rotated}", 200)
     assert call(mesh, SENTIMENT, f"Bearer {PRIMARY}").status == DENIED
     assert call(mesh, SENTIMENT, f"Bearer {SECONDARY}").status == 200
-    assert authorizer.containers["opa"].process.poll() is None  # reloaded, not restarted
+    assert call(mesh, FRAUD, f"Bearer {FRAUD_KEY}").status == 200
+    assert authorizer(mesh).containers["opa"].process.poll() is None  # reloaded, not restarted
+
+
+def test_a_key_that_arrives_later_works_without_a_restart(mesh: Mesh) -> None:
+    """churn's key written to Key Vault after the fact: its Secret appears, the optional source fills in."""
+    mesh.cluster.key_vaults["kv-fraud-keys"]["churn-key-1"] = CHURN_KEY
+    mesh.sync_external_secrets()
+    authorizer(mesh).sync_volumes()
+    until_status(mesh, CHURN, f"Bearer {CHURN_KEY}", 200)
+    assert authorizer(mesh).containers["opa"].process.poll() is None
 
 
 def test_without_the_authorizer_calls_fail_closed(mesh: Mesh) -> None:
