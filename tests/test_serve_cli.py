@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -12,11 +13,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from generator.cli import cli
 from generator.serve import server
-from generator.serve.pod import lay_out, version_deployment
+from generator.problems import UsageError
+from generator.serve.pod import lay_out, local_telemetry, version_deployment
 from render_helpers import PROJECT, free_port
 
 SCRIPT = '''\
@@ -68,7 +71,7 @@ def test_serve_answers_curl_with_the_scripts_result_and_stops_on_ctrl_c(tmp_path
     process = serve("sentiment", "blue", "--env", "prod", "--source", str(source),
                     "--model", f"sentiment-distilbert:7={model}", "--port", str(port))
     try:
-        output = read_until(process, "Ctrl-C stops it")
+        output = read_until(process, "stops it")
         assert f"serves at http://127.0.0.1:{port}/score" in output, output
         assert f"curl -X POST http://127.0.0.1:{port}/score" in output
         request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=b'{"data": [1]}',
@@ -83,14 +86,16 @@ def test_serve_answers_curl_with_the_scripts_result_and_stops_on_ctrl_c(tmp_path
             process.kill()
 
 
-def test_a_script_that_fails_to_load_exits_1_with_a_clear_message(tmp_path: Path) -> None:
+def test_a_script_that_fails_to_load_exits_1_with_a_clear_message_at_once(tmp_path: Path) -> None:
     source, model = sources(tmp_path, "def init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    pass\n")
-    # dev: without App Insights (with it, the server waits 30 s to upload its logs before it exits)
-    process = serve("sentiment", "blue", "--env", "dev", "--source", str(source),
+    # prod enables App Insights: locally it is off, so the server does not wait 30 s to upload its logs
+    started = time.monotonic()
+    process = serve("sentiment", "blue", "--env", "prod", "--source", str(source),
                     "--model", f"sentiment-distilbert:7={model}", "--port", str(free_port()))
     try:
         output = read_until(process, "endpointgen: error")
         assert process.wait(timeout=60) == 1
+        assert time.monotonic() - started < 15, output  # 31 s with App Insights uploading to a closed port
         assert "no model here" in output  # the server's log streams through
         # gunicorn halts with 3 (a worker's boot error); with two workers failing at once it may reap the
         # second while halting and exit 1
@@ -99,6 +104,93 @@ def test_a_script_that_fails_to_load_exits_1_with_a_clear_message(tmp_path: Path
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def listening(port: int) -> list[str]:
+    """The local addresses of the sockets listening on `port`, read from the kernel's socket tables."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # TCP_LISTEN
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append(str(ipaddress.ip_address(words)))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP])
+def test_serve_listens_on_loopback_only_and_a_signal_leaves_nothing_behind(tmp_path: Path, stop_signal: int) -> None:
+    source, model = sources(tmp_path)
+    port = free_port()
+    process = serve("sentiment", "blue", "--env", "prod", "--source", str(source),
+                    "--model", f"sentiment-distilbert:7={model}", "--port", str(port))
+    try:
+        assert "stops it" in read_until(process, "stops it")
+        assert listening(port) and set(listening(port)) == {"127.0.0.1"}  # azmlinfsrv alone binds 0.0.0.0
+        server = descendants(process.pid)
+        assert len(server) >= 2  # gunicorn's master and a worker
+        folders = {Path(os.readlink(f"/proc/{pid}/cwd")) for pid in server}
+        [folder] = {f for f in (next((p for p in d.parents if p.name.startswith("endpointgen-serve-")), None)
+                                for d in folders) if f}
+        process.send_signal(stop_signal)  # `kill PID`, or the terminal closing
+        assert process.wait(timeout=30) == 0
+        assert "endpointgen: stopped" in (process.stdout.read() if process.stdout else "")
+        assert [pid for pid in server if alive(pid)] == []
+        assert not folder.exists()
+        assert listening(port) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_host_must_be_an_address_and_other_hosts_are_warned_about(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    source, model = sources(tmp_path)
+    args = ["--root", str(PROJECT), "serve", "sentiment", "blue", "--env", "prod", "--source", str(source),
+            "--model", f"sentiment-distilbert:7={model}"]
+    result = CliRunner().invoke(cli, [*args, "--host", "localhost"])
+    assert result.exit_code == 2 and "--host 'localhost': not an IP address" in result.stderr
+    monkeypatch.setattr(server, "server_installed", lambda: False)  # stop before starting anything
+    result = CliRunner().invoke(cli, [*args, "--host", "0.0.0.0"])
+    assert "warning: --host 0.0.0.0 is not a loopback address" in result.stderr
+    assert "warning" not in CliRunner().invoke(cli, [*args, "--host", "::1"]).stderr
+
+
+def test_app_insights_needs_a_real_key(tmp_path: Path) -> None:
+    deployment, source_directory = version_deployment(PROJECT, "prod", "sentiment", "blue")
+    source, model = sources(tmp_path)
+    pod = lay_out(deployment, source_directory, tmp_path / "pod", source, {"sentiment-distilbert/7": model}, {})
+    assert pod.env["AML_APP_INSIGHTS_ENABLED"] == "true"  # what the cluster's pod gets
+    local = local_telemetry(pod, False, {})
+    assert local.env["AML_APP_INSIGHTS_ENABLED"] == "false" and "AML_APP_INSIGHTS_KEY" not in local.env
+    with pytest.raises(UsageError, match="--secret AML_APP_INSIGHTS_KEY=KEY"):
+        local_telemetry(pod, True, {})
+    key = "22222222-2222-4222-8222-222222222222"
+    assert local_telemetry(pod, True, {"AML_APP_INSIGHTS_KEY": key}).env["AML_APP_INSIGHTS_KEY"] == key
 
 
 def test_every_model_needs_a_folder(tmp_path: Path) -> None:

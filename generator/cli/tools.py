@@ -21,20 +21,40 @@ from .base import cli, reports_errors
 @click.option("--secret", "secrets", multiple=True, metavar="NAME=VALUE",
               help="Value of an environment variable the pod takes from Key Vault (default: a clearly fake value).")
 @click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True, help="Local port.")
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address to listen on (an IP address); anything but loopback is reachable from the network.")
+@click.option("--app-insights", is_flag=True,
+              help="Send the server's telemetry to App Insights (needs --secret AML_APP_INSIGHTS_KEY=KEY); off by "
+                   "default, so nothing leaves the machine and a failing init() reports at once.")
 @click.pass_context
 @reports_errors
 def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, source: Path, models: tuple[str, ...],
-                  secrets: tuple[str, ...], port: int) -> None:
+                  secrets: tuple[str, ...], port: int, host: str, app_insights: bool) -> None:
     """LocalWebservice: run a version's scoring script under the real Azure ML inference server, with the
-    environment its pod gets."""
+    environment its pod gets.
+
+    \b
+    Example:
+      endpointgen serve sentiment blue --env dev --source ./src --model sentiment-distilbert:7=./model
+    """
+    import ipaddress
+
     from ..edit.changes import parse_pair, split_model
+    from ..problems import UsageError
     from ..serve.server import serve
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            click.echo(f"endpointgen: warning: --host {host} is not a loopback address: the scoring script is "
+                       "reachable from the network, with no auth", err=True)
+    except ValueError:
+        raise UsageError(f"--host {host!r}: not an IP address (e.g. 127.0.0.1)") from None
     model_dirs = {}
     for item in models:
         name, model_version, folder = split_model(item, "NAME:VERSION=DIR")
         model_dirs[f"{name}/{model_version}"] = Path(folder)
     secret_values = dict(parse_pair(p, "--secret") for p in secrets)
-    ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo))
+    ctx.exit(serve(ctx.obj, env, endpoint, version, source, model_dirs, secret_values, port, click.echo,
+                   host=host, app_insights=app_insights))
 
 
 @cli.command("mesh-config")

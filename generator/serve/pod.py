@@ -7,7 +7,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,23 @@ def lay_out(deployment: Mapping[str, Any], source_directory: str, root: Path, so
     env = container_environment(container, root, secrets)
     start = tuple(expand_variables(arg, env) for arg in container.get("command", []))
     return Pod(root, env, port, liveness["path"], readiness["path"], start)
+
+
+def local_telemetry(pod: Pod, app_insights: bool, secrets: Mapping[str, str]) -> Pod:
+    """App Insights off on this machine unless asked for, with a real key: the server would otherwise retry its
+    uploads to a closed port and hold a failing init() for half a minute before it exits."""
+    env = dict(pod.env)
+    if app_insights:
+        if "AML_APP_INSIGHTS_KEY" not in secrets:
+            raise UsageError("--app-insights sends telemetry to Azure: give the instrumentation key with "
+                             "--secret AML_APP_INSIGHTS_KEY=KEY")
+        env.update({"AML_APP_INSIGHTS_ENABLED": "true", "AML_APP_INSIGHTS_KEY": secrets["AML_APP_INSIGHTS_KEY"]})
+    else:
+        env["AML_APP_INSIGHTS_ENABLED"] = "false"
+        for name in FAKE_SECRETS:
+            if name not in secrets:
+                env.pop(name, None)
+    return replace(pod, env=env)
 
 
 def expand_variables(text: str, env: Mapping[str, str]) -> str:
