@@ -14,7 +14,12 @@ import pytest
 from click.testing import Result
 from conftest import PROJECT, VERSION_BODY, patch_spec, replace_in, spec_path, write_spec
 
+from click.testing import CliRunner
+
 from generator import cli as cli_module
+from generator.cli import cli
+from generator.layout import find_root
+from render_helpers import copy_examples
 
 Run = Callable[[list[str]], Result]
 PROBLEM_LINE = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+):(?P<col>\d+): (?:(?P<field>[^:\s]+): )?(?P<message>.+)$")
@@ -296,3 +301,24 @@ def test_unexpected_errors_exit_3_with_one_line(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         "endpointgen: internal error: RuntimeError: disk on fire (set ENDPOINTGEN_DEBUG=1 for the traceback)"]
+
+
+def test_a_command_run_in_a_subfolder_works_on_the_repository_above(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """As git finds its repository: the nearest folder upward with environments/; --root still wins."""
+    repo = copy_examples(tmp_path / "repo")
+    assert CliRunner().invoke(cli, ["--root", str(repo), "render"]).exit_code == 0
+    deep = repo / "environments" / "prod" / "endpoints"
+    monkeypatch.chdir(deep)
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0, result.stderr
+    assert find_root(deep) == Path("../../..")
+    (repo / "environments/prod/endpoints/sentiment.yaml").write_text("name: [")
+    result = CliRunner().invoke(cli, ["validate", "--specs-only"])
+    assert result.exit_code == 1 and "environments/prod/endpoints/sentiment.yaml:2:1: invalid YAML" in result.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert find_root(elsewhere) == Path(".")
+    monkeypatch.chdir(elsewhere)
+    assert CliRunner().invoke(cli, ["--root", str(repo), "check", "--env", "dev"]).exit_code == 0
+    assert "no environments found" in CliRunner().invoke(cli, ["check"]).stderr

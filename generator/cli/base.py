@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .. import __version__
+from ..layout import find_root
 from ..problems import EndpointgenError, ProblemsFound, format_problems
 
 if TYPE_CHECKING:  # the commands import what they need, so that a render with nothing to do starts fast
@@ -120,13 +121,14 @@ def print_findings(report: Report, output: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="The GitOps repository to work on.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The GitOps repository to work on (default: the nearest folder upward with environments/, as "
+                   "git finds its repository; else the current folder).")
 @click.version_option(__version__, prog_name="endpointgen")
 @click.pass_context
-def cli(ctx: click.Context, root: Path) -> None:
+def cli(ctx: click.Context, root: Path | None) -> None:
     """Generate Kubernetes and Istio manifests for AksEndpoint-style scoring endpoints."""
-    ctx.obj = root
+    ctx.obj = root if root is not None else find_root(Path.cwd())
 
 
 # --- spec-editing commands: one per AksEndpoint method -------------------------------------------------
