@@ -138,8 +138,8 @@ def _rewritten_files(root: Path, env: str, names: set[str]) -> list[str]:
 
 def _touched(rel: str, env: str, changed: list[str]) -> bool:
     """Folder kustomization files an incremental render rewrites: the changed endpoints' and the shared ones."""
-    return rel in (f"{RENDERED_DIR}/{env}/{PLATFORM}/kustomization.yaml", f"{RENDERED_DIR}/{env}/{KEY_AUTH}/kustomization.yaml") \
-        or any(rel == f"{RENDERED_DIR}/{env}/endpoints/{name}/kustomization.yaml" for name in changed)
+    shared = (f"{RENDERED_DIR}/{env}/{folder}/kustomization.yaml" for folder in (PLATFORM, KEY_AUTH))
+    return rel in shared or any(rel == f"{RENDERED_DIR}/{env}/endpoints/{name}/kustomization.yaml" for name in changed)
 
 
 def _apply(root: Path, env: str, files: dict[str, str], changed: list[str], removed: list[str]) -> TreeDiff:

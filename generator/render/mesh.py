@@ -43,4 +43,5 @@ def mesh_configmaps(env: Mapping[str, Any], provider_snippet: str | None) -> lis
     mesh = shared_mesh(env["istio"].get("mesh_config", {}), provider_snippet)
     if env["key_auth"].get("mesh_config", "render") != "render" or not mesh:
         return []
-    return [{"name": configmap_name(revision), "namespace": MESH_NAMESPACE, "revision": revision, "mesh": mesh} for revision in installed_revisions(env["istio"])]
+    return [{"name": configmap_name(revision), "namespace": MESH_NAMESPACE, "revision": revision, "mesh": mesh}
+            for revision in installed_revisions(env["istio"])]

@@ -37,11 +37,16 @@ def server_installed() -> bool:
     return importlib.util.find_spec(SERVER_PACKAGE) is not None and SERVER_COMMAND.exists()
 
 
+def address_part(host: str) -> str:
+    """An IP address as it stands before `:port` in a bind or a URL (IPv6 in brackets); anything else is refused."""
+    address = ipaddress.ip_address(host)
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
 def bind_config(pod: Pod, host: str) -> Path:
     """A gunicorn config file whose on_starting hook (run in the master before it opens its sockets) moves every
     address azmlinfsrv binds (0.0.0.0, its DEFAULT_HOST, on the command line) to `host`."""
-    address = ipaddress.ip_address(host)  # a literal address only: it goes into Python source
-    shown = f"[{address}]" if address.version == 6 else str(address)
+    shown = address_part(host)  # a literal address only: it goes into Python source
     path = pod.root / "gunicorn.serve.py"
     path.write_text("# endpointgen serve: the inference server listens on this host only\n"
                     f"HOST = {shown!r}\n\n\n"
@@ -136,8 +141,7 @@ def serve(root: Path, env_name: str, endpoint: str, version: str, source: Path, 
         process = None
         try:
             process = start(pod, port, host=host)
-            address = ipaddress.ip_address(host)
-            base = f"http://{f'[{address}]' if address.version == 6 else address}:{port}"
+            base = f"http://{address_part(host)}:{port}"
             if not wait_until_ready(process, base + pod.liveness_path, timeout=300):
                 code = process.wait()
                 raise EndpointgenError(f"the inference server stopped (exit code {code}) before it was ready: the "
