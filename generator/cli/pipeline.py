@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -181,10 +182,29 @@ def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bo
 @click.option("--base", required=True, metavar="REF", help="Git ref to compare with (e.g. origin/main).")
 @click.option("--format", "output", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
               help="markdown is ready to post as a pull-request comment.")
+@click.option("--max-chars", type=click.IntRange(min=2048), default=65_536, show_default=True, metavar="N",
+              help="markdown only: the comment's most characters (GitHub refuses longer ones). The summary stays "
+                   "whole; the manifest diff is cut per file, with a note on what was left out.")
+@click.option("--full-diff", "full_diff_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              metavar="FILE", help="Also write the whole text diff, never cut, to FILE (from the same render).")
+@click.option("--full-diff-url", metavar="URL", callback=lambda _c, _p, url: _web_address(url),
+              help="markdown only: where the full diff can be read (e.g. the workflow run's artifacts); the note "
+                   "on a cut comment links it.")
 @click.pass_context
 @reports_errors
-def diff_command(ctx: click.Context, envs: tuple[str, ...], base: str, output: str) -> None:
+def diff_command(ctx: click.Context, envs: tuple[str, ...], base: str, output: str, max_chars: int,
+                 full_diff_file: Path | None, full_diff_url: str | None) -> None:
     """Describe what the change does per endpoint, then the manifest diff."""
-    from ..pr.diff import as_markdown, as_text, diff as pr_diff
+    from ..pr.comment import as_markdown
+    from ..pr.diff import as_text, diff as pr_diff
     result = pr_diff(ctx.obj, base, envs)
-    click.echo(as_markdown(result) if output == "markdown" else as_text(result), nl=False)
+    if full_diff_file is not None:
+        full_diff_file.write_text(as_text(result), encoding="utf-8")
+    click.echo(as_markdown(result, max_chars, full_diff_url) if output == "markdown" else as_text(result), nl=False)
+
+
+def _web_address(url: str | None) -> str | None:
+    """An http(s) address with nothing in it that could end a markdown link."""
+    if url is not None and not re.fullmatch(r"https?://[^\s<>()\[\]`]+", url):
+        raise click.BadParameter(f"{url!r} is not an http(s) address without spaces, brackets or backquotes")
+    return url

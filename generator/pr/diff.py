@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ class Diff:
     changes: list[EndpointChange]
     files: dict[str, tuple[str, str]]  # path -> (before, after), only files that differ
     warnings: list[str] = field(default_factory=list)  # steps of an Istio add-on upgrade taken out of order
+    base: str = "HEAD"  # the git ref compared with
 
 
 def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
@@ -62,7 +62,7 @@ def diff(root: Path, ref: str, envs: Sequence[str] = ()) -> Diff:
         change = describe(before.get(key), after.get(key), key)
         if change.sentences:
             changes.append(change)
-    return Diff(changes, changed, warnings)
+    return Diff(changes, changed, warnings, ref)
 
 
 def _rendered(repo: Repository) -> dict[str, str]:
@@ -185,7 +185,7 @@ def unified(path: str, before: str, after: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
-def _no_endpoint_changes(d: Diff) -> str:
+def no_endpoint_changes(d: Diff) -> str:
     if d.files:
         return (f"no endpoint spec changes, but {len(d.files)} manifest file(s) change "
                 "(environment settings or templates)")
@@ -193,30 +193,7 @@ def _no_endpoint_changes(d: Diff) -> str:
 
 
 def as_text(d: Diff) -> str:
-    lines = [f"{c.title}: " + "; ".join(c.sentences) for c in d.changes] or [_no_endpoint_changes(d)]
+    lines = [f"{c.title}: " + "; ".join(c.sentences) for c in d.changes] or [no_endpoint_changes(d)]
     lines += d.warnings
     patches = [unified(path, a, b) for path, (a, b) in d.files.items()]
     return "\n".join(lines) + ("\n\n" + "".join(patches) if patches else "\n")
-
-
-def as_markdown(d: Diff) -> str:
-    """A pull-request comment: per endpoint the change in words and the traffic split before and after."""
-    out = ["## endpointgen: what this change does", ""]
-    if d.warnings:
-        out += ["> [!WARNING]", *(f"> {w}  " for w in d.warnings), ""]
-    if not d.changes:
-        out.append(_no_endpoint_changes(d)[0].upper() + _no_endpoint_changes(d)[1:] + ".")
-    for c in d.changes:
-        out += [f"### {c.title}", ""] + [f"- {s}" for s in c.sentences] + [""]
-        if c.before != c.after:
-            for label, split in (("before", c.before), ("after", c.after)):
-                if split:
-                    out += ["```mermaid", f"pie title {c.title} {label}"]
-                    out += [f'    "{name}" : {weight}' for name, weight in split.items()]
-                    out += ["```", ""]
-    if d.files:
-        patch = "".join(unified(path, a, b) for path, (a, b) in d.files.items())
-        fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", patch)), default=0))
-        out += [f"<details><summary>Manifest diff ({len(d.files)} file(s))</summary>", "", f"{fence}diff",
-                patch.rstrip("\n"), fence, "", "</details>"]
-    return "\n".join(out) + "\n"
