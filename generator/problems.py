@@ -25,12 +25,14 @@ class Problem:
     subject: str = ""  # the Kubernetes object, for problems in rendered manifests: Kind namespace/name
     rule: str = ""  # the rule or policy id, for problems in rendered manifests
     waiver: str = ""  # the reason an endpoint gave for waiving this policy
+    context: str = ""  # for a rendered object's problem traced to a spec: where it was rendered (or the spec)
 
     def __str__(self) -> str:
         field = f" {self.field}:" if self.field else ""
         text = f"{self.path}:{self.line}:{self.col}:{field} {self.message}"
         text += f" [{self.rule}]" if self.rule else ""
-        text += f" ({self.subject})" if self.subject else ""
+        about = "; ".join(part for part in (self.subject, self.context) if part)
+        text += f" ({about})" if about else ""
         return text + (f" -- waived: {self.waiver}" if self.waiver else "")
 
 
@@ -74,6 +76,7 @@ def format_problems(problems: list[Problem], output: str) -> str:
         return "\n".join(
             f"::{'notice' if p.waiver else 'error'} file={_escape(p.path, True)},line={p.line},col={p.col}::"
             f"{_escape(f'{p.field}: {p.message}' if p.field else p.message)}"
+            + (_escape(f" ({p.context})") if p.context else "")
             + (_escape(f" [{p.rule}] waived: {p.waiver}") if p.waiver else "")
             for p in problems
         )

@@ -98,7 +98,7 @@ def test_validate_json_output(run_cli: Run, repo: Path) -> None:
     assert result.stderr == ""
     problems = json.loads(result.stdout)
     assert len(problems) == 2
-    assert [sorted(p) for p in problems] == [["col", "field", "line", "message", "path", "rule", "subject", "waiver"]] * 2
+    assert [sorted(p) for p in problems] == [["col", "context", "field", "line", "message", "path", "rule", "subject", "waiver"]] * 2
     first = problems[0]
     assert first["path"] == "environments/dev/endpoints/sentiment.yaml"
     assert first["field"] == "versions[1].traffic_percentile"

@@ -253,7 +253,8 @@ def test_broken_manifest_text_output(rendered_repo: Path) -> None:
     assert result.exit_code == 1
     line, col = position(rendered_repo / BLUE, "memory: 512MB", "512MB")
     assert (f"{BLUE}:{line}:{col}: spec.template.spec.containers[0].resources.requests.memory: '512MB' is not a "
-            f"valid quantity [quantities] ({BLUE_SUBJECT})") in result.stderr.splitlines()
+            f"valid quantity [quantities] ({BLUE_SUBJECT}; from environments/dev/endpoints/sentiment.yaml versions[0])"
+            ) in result.stderr.splitlines()  # a value no spec sets (edited in): found where it is, the spec named
     assert "endpointgen: 1 problem(s) found in rendered manifests" in result.stderr
     assert "ok:" not in result.stdout
 
@@ -518,8 +519,12 @@ def test_waived_policy_passes_and_shows_its_reason(rendered_repo: Path) -> None:
     assert result.exit_code == 0, result.stderr
     waived = [line for line in result.stderr.splitlines() if "waived: " in line]
     assert len(waived) == 1
-    assert waived[0].startswith(f"{BLUE}:")
-    assert waived[0].endswith(f"[image-pinned] ({BLUE_SUBJECT}) -- waived: {REASON}")
+    line, col = position(rendered_repo / SPEC, "mlacrdev.azurecr.io/scoring/sentiment:latest", "mlacrdev")
+    rendered_line, rendered_col = position(rendered_repo / BLUE, "mlacrdev.azurecr.io/scoring/sentiment:1.4.1", "mlacrdev")
+    assert waived[0] == (  # at the spec line the user wrote, where it was rendered as context
+        f"{SPEC}:{line}:{col}: versions[0].inference_config.image: image 'mlacrdev.azurecr.io/scoring/sentiment:latest' "
+        f"is not pinned (use a version tag or a digest) [image-pinned] ({BLUE_SUBJECT}; in {BLUE}:{rendered_line}:"
+        f"{rendered_col - 1} at spec.template.spec.containers[0].image) -- waived: {REASON}")
     assert "waived findings: 1" in result.stdout and "invalid: 0," in result.stdout
 
 
@@ -529,8 +534,10 @@ def test_waived_policy_in_json_output(rendered_repo: Path) -> None:
     result = validate(rendered_repo, "--env", "dev", "--output", "json")
     assert result.exit_code == 0
     [problem] = json_problems(result)
-    assert (problem["path"], problem["rule"], problem["waiver"]) == (BLUE, "image-pinned", REASON)
-    assert problem["field"] == "spec.template.spec.containers[0].image"
+    assert (problem["path"], problem["rule"], problem["waiver"]) == (SPEC, "image-pinned", REASON)
+    assert problem["field"] == "versions[0].inference_config.image"
+    assert problem["context"].startswith(f"in {BLUE}:") and problem["context"].endswith(
+        " at spec.template.spec.containers[0].image")
 
 
 def test_waived_policy_in_github_output_is_an_escaped_notice(rendered_repo: Path) -> None:
@@ -539,7 +546,7 @@ def test_waived_policy_in_github_output_is_an_escaped_notice(rendered_repo: Path
     result = validate(rendered_repo, "--env", "dev", "--output", "github")
     assert result.exit_code == 0
     [notice] = [line for line in result.stderr.splitlines() if line.startswith("::")]
-    assert notice.startswith(f"::notice file={BLUE},line=")
+    assert notice.startswith(f"::notice file={SPEC},line=")
     assert notice.endswith(f"[image-pinned] waived: {REASON}")
     assert "::error" not in result.stderr
 
@@ -606,7 +613,7 @@ def test_json_output(rendered_repo: Path) -> None:
     problems = json_problems(result)
     assert len(problems) == 3
     for p in problems:
-        assert set(p) == {"path", "line", "col", "field", "message", "subject", "rule", "waiver"}
+        assert set(p) == {"path", "line", "col", "field", "message", "subject", "rule", "waiver", "context"}
         assert isinstance(p["line"], int) and isinstance(p["col"], int)
     assert sorted((p["path"], p["rule"]) for p in problems) == [(BLUE, "image-pinned"), (BLUE, "quantities"),
                                                                 (VS, "schema")]

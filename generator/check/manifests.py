@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -61,6 +61,9 @@ class RenderedObject:
         meta = metadata_of(self.obj)
         where = f"{meta['namespace']}/" if meta.get("namespace") else ""
         return f"{self.obj.get('kind')} {where}{meta.get('name')}"
+
+
+Trace = Callable[[Problem, RenderedObject, JsonPath], Problem]
 
 
 @dataclass
@@ -148,10 +151,11 @@ def _second_document(text: str) -> tuple[int, int]:
 
 
 def check_environment(objects: list[RenderedObject], kubernetes_version: str, options: Options,
-                      waivers: dict[str, dict[str, str]], report: Report) -> None:
+                      waivers: dict[str, dict[str, str]], report: Report, trace: Trace | None = None) -> None:
     """Check one environment's objects and add the results to `report`.
 
     Skipped kinds are not checked, but the cross-object rules still see them (an HPA's Deployment exists).
+    `trace` moves a problem to the spec field its value came from (check/origins.py).
     """
     locator = _Locator()
     report.objects += len(objects)
@@ -183,6 +187,7 @@ def check_environment(objects: list[RenderedObject], kubernetes_version: str, op
         endpoint = (metadata_of(o.obj).get("labels") or {}).get("endpointgen.io/endpoint", "")
         reason = waivers.get(endpoint, {}).get(rule, "") if rule in POLICIES else ""
         problem = Problem(o.path, line, col, format_field(path), message, o.subject, rule, reason)
+        problem = trace(problem, o, path) if trace is not None else problem
         (report.waived if reason else report.problems).append(problem)
         if not reason:
             report.invalid.add(o.path)

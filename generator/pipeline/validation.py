@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..check.manifests import Options, Report, check_environment, objects_from_files, read_documents, schema_store
+from ..check.manifests import (Options, Report, Trace, check_environment, objects_from_files, read_documents,
+                               schema_store)
+from ..check.origins import traced
 from ..check.rendered import check_endpoint, check_shared, compile_schemas, rendered_objects, waivers_of
 from ..layout import CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR
 from ..output.writer import owned_files, present_files
@@ -100,7 +102,8 @@ class _EndpointOnDisk:
         manifests = [rel for rel in files if rel.startswith(folder) and not rel.endswith("/kustomization.yaml")]
         part.problems += kustomization_problems(env.name, manifests, files.get,
                                                 only=lambda rel: rel == f"{folder}/kustomization.yaml")
-        _check_files(files, env.settings["kubernetes_version"], self.options, dict([waivers]), part)
+        _check_files(files, env.settings["kubernetes_version"], self.options, dict([waivers]), part,
+                     lambda problem, o, path: traced(problem, o, path, env, ep))
         return _Checked(part, waivers, list(files), folder if manifests else "", whole)
 
 
@@ -119,16 +122,17 @@ def _check_rest_on_disk(root: Path, env_name: str, env: Environment, checked: li
     done = {f"{folder}/kustomization.yaml" for folder in whole}
     report.problems += kustomization_problems(env_name, manifests, lambda rel: files.get(rel) or _read(root / rel),
                                               only=lambda rel: rel not in done, known=whole)
-    _check_files(files, env.settings["kubernetes_version"], options, waivers, report)
+    _check_files(files, env.settings["kubernetes_version"], options, waivers, report,
+                 lambda problem, o, path: traced(problem, o, path, env, None))
 
 
 def _check_files(files: dict[str, str], kubernetes_version: str, options: Options, waivers: dict[str, dict[str, str]],
-                 report: Report) -> None:
+                 report: Report, trace: Trace) -> None:
     objects, problems = objects_from_files(files)
     report.problems += problems
     report.files.update(p.path for p in problems)
     report.invalid.update(p.path for p in problems)
-    check_environment(objects, kubernetes_version, options, waivers, report)
+    check_environment(objects, kubernetes_version, options, waivers, report, trace)
 
 
 def _read(path: Path) -> str | None:
