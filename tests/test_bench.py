@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-STEPS = ["cold_render", "nochange_render", "onechange_render", "check", "validate", "cold_render_validate"]
+STEPS = ["cold_render", "nochange_render", "onechange_render", "check", "validate"]
 TARGETS = ["cold_render_validate_wall", "cold_render_plus_validate_wall", "validate_rate",
            "validate_vs_kubernetes_validate", "nochange_render_wall", "onechange_render_wall", "peak_memory"]
 

@@ -61,9 +61,10 @@ def test_incremental_render_equals_a_full_render(tmp_path: Path, monkeypatch: py
     used: list[str] = []
     original = incremental.plan_changed
 
-    def spy(root: Path, env: str) -> incremental.Change | None:
-        found = original(root, env)
+    def spy(root: Path, env: str, *checks: Any) -> incremental.Change | None:
+        found = original(root, env, *checks)
         used.append(f"{env}:{'incremental' if found else 'full'}")
+        assert found is None or (found.report is not None and found.report.objects > 0)  # and checked
         return found
 
     monkeypatch.setattr(incremental, "plan_changed", spy)

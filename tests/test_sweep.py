@@ -127,7 +127,7 @@ def test_render_validate_writes_and_counts_every_object(repo: Path) -> None:
     result = run_cli(repo, "render", "--validate", "--schema-location", str(CRD_SCHEMAS), "--quiet")
     assert result.exit_code == 0, result.stderr
     objects = sum(1 for rel in on_disk(repo) if not rel.endswith("/kustomization.yaml"))
-    assert f"ok: {objects} rendered object(s) pass" in result.stdout
+    assert f"checked: {objects} rendered object(s) pass" in result.stdout
     assert check(repo) == []
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import jsonschema_rs
 from click.testing import CliRunner, Result
 
-from generator.check.kubeschemas import VENDORED_DIR, default_locations
+from generator.check.kubeschemas import VENDORED_DIR
+from generator.layout import default_schema_locations as default_locations
 from generator.check.vendor import custom_resource_kinds, schema_path
 from generator.cli import cli
 from generator.render.templates import ALLOWED_KINDS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import subprocess
@@ -61,8 +63,12 @@ def test_render_writes_the_plan(root: Path) -> None:
     written = {rel: content for rel, content in snapshot(root).items() if not rel.startswith("clusters/dev/flux-")}
     assert written == expected
     assert check(root) == []
-    result = run_cli(root, "render")
-    assert result.exit_code == 0 and result.stdout == "".join(f"{e}: unchanged\n" for e in EXAMPLE_ENVS)
+    unchanged = "".join(f"{e}: unchanged\n" for e in EXAMPLE_ENVS)
+    result = run_cli(root, "render")  # the plan was never checked: render checks it all, and writes nothing new
+    assert result.exit_code == 0 and result.stdout.startswith(unchanged)
+    assert re.fullmatch(r"checked: \d+ rendered object\(s\) pass the schema, API-server and policy checks\n",
+                        result.stdout[len(unchanged):])
+    assert run_cli(root, "render").stdout == unchanged  # checked now: the cache answers
 
 
 # --- atomicity ------------------------------------------------------------------------------------------

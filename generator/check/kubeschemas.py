@@ -23,11 +23,10 @@ from typing import Any
 
 import jsonschema_rs
 
-from ..layout import TOOL_DIR
+from ..layout import VENDORED_SCHEMAS
 from ..spec.defaults import kubernetes_minor
 
-# The CRD schemas vendored with endpointgen (see schema/crds/README.md).
-VENDORED_DIR = TOOL_DIR / "schema" / "crds"
+VENDORED_DIR = VENDORED_SCHEMAS
 DEFAULT_TEMPLATE = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 # The schemas kubernetes-validate bundles, found without importing it (its import is slow).
 BUILTIN_ROOT = Path(importlib.util.find_spec("kubernetes_validate").origin).resolve().parent / "kubernetes-json-schema"  # type: ignore[arg-type,union-attr]
@@ -147,15 +146,6 @@ def builtin_schema_file(group: str, version: str, kind: str) -> str:
     """A bundled Kubernetes schema's file name (kubeconform's too): deployment-apps-v1.json, service-v1.json."""
     short = group.split(".")[0]
     return f"{kind.lower()}-{short + '-' if short else ''}{version}.json"
-
-
-def default_locations(root: Path) -> list[str]:
-    """The repository's schema/crds, then (when that is another folder) the schemas vendored with endpointgen."""
-    mine = root / "schema" / "crds"
-    folders = [mine] if mine.is_dir() else []
-    if not folders or mine.resolve() != VENDORED_DIR:
-        folders.append(VENDORED_DIR)
-    return [str(folder) for folder in folders]
 
 
 def is_builtin(group: str) -> bool:

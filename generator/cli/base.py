@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .. import __version__
-from ..layout import find_root
+from ..layout import default_schema_locations, find_root
 from ..problems import EndpointgenError, ProblemsFound, format_problems
 
 if TYPE_CHECKING:  # the commands import what they need, so that a render with nothing to do starts fast
@@ -98,22 +98,27 @@ def schema_options(command: F) -> F:
 def schema_settings(root: Path, locations: tuple[str, ...], strict: bool, ignore_missing_schemas: bool,
                     skip: tuple[str, ...], engine: str = "builtin") -> Options:
     """The Options of the schema knobs as given on the command line."""
-    from ..check.kubeschemas import default_locations
     from ..check.manifests import Options
     from ..output.cache import CACHE_DIR
     return Options(
-        locations=list(locations) or default_locations(root),
+        locations=list(locations) or default_schema_locations(root),
         strict=strict,
         ignore_missing_schemas=ignore_missing_schemas,
-        skip_kinds=frozenset(k.strip() for item in skip for k in item.split(",") if k.strip()),
+        skip_kinds=skip_kinds(skip),
         engine=engine,
         cache_dir=root / CACHE_DIR / "schemas",
     )
 
 
-def print_findings(report: Report, output: str) -> None:
-    """Waived findings, then problems (with their count), as validate prints them in text or github output."""
-    if report.waived:
+def skip_kinds(skip: tuple[str, ...]) -> frozenset[str]:
+    """The kinds of `--skip`, repeated or comma-separated."""
+    return frozenset(k.strip() for item in skip for k in item.split(",") if k.strip())
+
+
+def print_findings(report: Report, output: str, waived: bool = True) -> None:
+    """Waived findings (unless not `waived`), then problems (with their count), as validate prints them in text or
+    github output."""
+    if report.waived and waived:
         click.echo(format_problems(sorted(report.waived), output), err=True)
     if report.problems:
         click.echo(format_problems(sorted(report.problems), output), err=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
-from ..layout import select_environments
+from ..layout import default_schema_locations, select_environments
 from ..output import cache
 from ..output.writer import orphan_environments
 from ..problems import ProblemsFound, format_problems, junit
 from .base import (ProgressBar, cli, env_option, print_findings, quiet_option, reports_errors, schema_options,
-                   schema_settings)
+                   schema_settings, skip_kinds)
 
 
 @cli.command()
@@ -105,48 +105,48 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
 
 @cli.command()
 @env_option
-@click.option("--validate", "check_manifests", is_flag=True,
-              help="Also check every rendered object as `validate` does, in the same pass, and write nothing unless "
-                   "all pass (renders everything: the no-change and incremental shortcuts are not taken).")
+@click.option("--validate", "check_manifests", is_flag=True, hidden=True,
+              help="Accepted for scripts written before render always checked; it changes nothing.")
 @click.option("--force", is_flag=True,
-              help="Set the render cache aside: render everything and rewrite whatever differs on disk (e.g. a "
-                   "generated file edited in place, which the cache does not notice).")
+              help="Set the render cache aside: render and check everything and rewrite whatever differs on disk "
+                   "(e.g. a generated file edited in place, which the cache does not notice).")
 @schema_options
 @quiet_option
 @click.pass_context
 @reports_errors
 def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, force: bool, locations: tuple[str, ...],
            strict: bool, ignore_missing_schemas: bool, skip: tuple[str, ...], quiet: bool) -> None:
-    """Validate the specs and write rendered/<env> and clusters/<env> (atomically)."""
+    """Validate the specs, render, check every object as `validate` does, and write rendered/<env> and
+    clusters/<env>: all of it or, when anything fails, nothing."""
     root: Path = ctx.obj
     current = None
-    if not (check_manifests or force):  # nothing changed: answer before the renderer is even imported
+    if not force:  # nothing changed since a render that passed the same checks: answer before importing them
         selected = select_environments(root, envs)
-        current = cache.current(root, selected)
+        current = cache.current(root, selected, cache.checks_digest(
+            list(locations) or default_schema_locations(root), strict, ignore_missing_schemas, skip_kinds(skip)))
         if len(current) == len(selected) and (envs or not orphan_environments(root)):
             click.echo("".join(f"{env}: unchanged\n" for env in selected), nl=False)
             return
+    from ..check.manifests import Report
     from ..pipeline.generate import InvalidManifests, render as render_output
 
-    options = findings = None
-    if check_manifests:
-        from ..check.manifests import Report
-
-        options, findings = schema_settings(root, locations, strict, ignore_missing_schemas, skip), Report()
+    options, findings = schema_settings(root, locations, strict, ignore_missing_schemas, skip), Report()
     try:
         with ProgressBar("rendering endpoints", quiet) as bar:
             result = render_output(root, envs, bar, options, findings, current=current, force=force)
     except InvalidManifests as exc:
-        print_findings(exc.report, "text")
+        print_findings(exc.report, "text", waived=False)
         click.echo("endpointgen: nothing was written", err=True)
         ctx.exit(1)
     for env, diff in sorted(result.items()):
         changed = len(diff.stale) + len(diff.missing)
         summary = "unchanged" if diff.clean else f"{changed} file(s) written, {len(diff.extra)} removed"
         click.echo(f"{env}: {summary}")
-    if findings is not None:
-        print_findings(findings, "text")
-        click.echo(f"ok: {findings.objects} rendered object(s) pass the schema, API-server and policy checks")
+    if findings.objects:
+        waived = f"; {len(findings.waived)} finding(s) waived by the specs (`validate` lists them)" \
+            if findings.waived else ""
+        click.echo(f"checked: {findings.objects} rendered object(s) pass the schema, API-server and policy checks"
+                   f"{waived}")
 
 
 @cli.command()

@@ -13,8 +13,10 @@ everything, and `check` (which never relies on this) compares real bytes.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,26 @@ def tool_digest() -> str:
         for path in sorted((TOOL_DIR / folder).glob(pattern)):
             if path.is_file():
                 digest.update(path.relative_to(TOOL_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def checks_digest(locations: Sequence[str], strict: bool, ignore_missing_schemas: bool,
+                  skip_kinds: Iterable[str]) -> str:
+    """A digest of the manifest checks a render ran: the schema options, the installed kubernetes-validate whose
+    schemas the built-in kinds use (its folder and when it was installed), and every schema file in the folders
+    named (path, size, modification time). An http(s) location counts by its address (fetched once, cached)."""
+    found = importlib.util.find_spec("kubernetes_validate")
+    package = Path(found.origin).parent if found is not None and found.origin else None
+    installed = [str(package), package.stat().st_mtime_ns] if package is not None else []
+    digest = hashlib.sha256(json.dumps([list(locations), strict, ignore_missing_schemas, sorted(skip_kinds),
+                                        installed]).encode())
+    for location in locations:
+        folder = Path(location.split("{{")[0])  # a kubeconform template: the folder before its first variable
+        if "://" in location or not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.json")):
+            info = path.stat()
+            digest.update(f"\0{path}\0{info.st_size}\0{info.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
@@ -121,16 +143,17 @@ def entry(root: Path, env: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def current(root: Path, envs: list[str]) -> list[str]:
-    """The environments nothing render depends on changed for since it last wrote them, nor their output."""
+def current(root: Path, envs: list[str], checks: str | None = None) -> list[str]:
+    """The environments nothing render depends on changed for since it last wrote them, nor their output; with
+    `checks` (a checks_digest), only those the last render also checked so."""
     _spec_digests.clear()  # a run starts: specs may have changed since the last one in this process
     state, tool = _load(root), tool_digest()
-    return [env for env in envs if _matches(root, env, state.get(env), tool)]
+    return [env for env in envs if _matches(root, env, state.get(env), tool, checks)]
 
 
-def _matches(root: Path, env: str, entry: Any, tool: str) -> bool:
+def _matches(root: Path, env: str, entry: Any, tool: str, checks: str | None) -> bool:
     return isinstance(entry, dict) and entry.get("fingerprint") == fingerprint(root, env, tool) \
-        and output_matches(root, env, entry)
+        and (checks is None or entry.get("checks") == checks) and output_matches(root, env, entry)
 
 
 def output_matches(root: Path, env: str, entry: dict[str, Any]) -> bool:
@@ -138,8 +161,9 @@ def output_matches(root: Path, env: str, entry: dict[str, Any]) -> bool:
     return entry.get("folders") == folders_digest(root, env)
 
 
-def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
-    """Remember the inputs, output folders and endpoint summaries of the environments render just made current."""
+def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]], checks: str | None = None) -> None:
+    """Remember the inputs, output folders and endpoint summaries of the environments render just made current,
+    and the checks (a checks_digest) every object of theirs passed, if any."""
     state, tool = _load(root), tool_digest()
     for env, endpoints in summaries.items():
         state[env] = {
@@ -147,6 +171,7 @@ def record(root: Path, summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
             "base": base_digest(root, env, tool),
             "folders": folders_digest(root, env),
             "endpoints": endpoints,
+            "checks": checks,
         }
     write_atomic(root / CACHE_DIR / STATE_FILE, json.dumps(state, separators=(",", ":")))
 

@@ -12,19 +12,22 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..layout import CLUSTERS_DIR, ENDPOINTS_DIR, ENVIRONMENTS_DIR, KEY_AUTH, PLATFORM, RENDERED_DIR
 from ..output import cache
 from ..output.writer import TreeDiff, write_atomic
 from ..problems import Problem, ProblemsFound, display_path
 from ..render.files import kustomizations, root_kustomization, shared_folders
-from ..render.objects import render_endpoint, render_flux, render_platform
+from ..render.objects import endpoint_manifests, flux_platform, render_platform
 from ..render.views import environment_view
 from ..spec.model import Endpoint
 from ..spec.identities import accounts, endpoint_row, federated_credentials_within_limit, over_limit
 from ..spec.query_load import endpoint_query_hours, query_load_within_limits
 from ..spec.repository import Repository, load_repository
+
+if TYPE_CHECKING:  # imported where used: an unchecked render never needs the checks
+    from ..check.manifests import Options, Report
 
 MAX_CHANGED = 50  # beyond this a full (parallel) render is as fast
 
@@ -48,18 +51,25 @@ class Change:
     changed: list[str]
     removed: list[str]
     summaries: dict[str, dict]
+    report: Report | None = None  # the checks of what it renders, when asked for
+    checks: str | None = None  # their checks_digest
 
     def apply(self) -> TreeDiff:
         diff = _apply(self.root, self.env, self.files, self.changed, self.removed)
-        cache.record(self.root, {self.env: self.summaries})
+        cache.record(self.root, {self.env: self.summaries}, self.checks)
         return diff
 
 
-def plan_changed(root: Path, env: str) -> Change | None:
-    """What an incremental render of one environment would write; None when only a full render can tell."""
+def plan_changed(root: Path, env: str, options: Options | None = None, checks: str | None = None) -> Change | None:
+    """What an incremental render of one environment would write; None when only a full render can tell.
+
+    With `options`, the changed endpoints' objects and the shared ones are checked as `validate` does (the
+    unchanged ones passed the same checks, `checks`, in the render the cache recorded; else None)."""
     tool = cache.tool_digest()
     state = cache.entry(root, env)
     if not state or state.get("base") != cache.base_digest(root, env, tool) or "endpoints" not in state:
+        return None
+    if options is not None and state.get("checks") != checks:
         return None
     folder = root / ENVIRONMENTS_DIR / env / ENDPOINTS_DIR
     paths = {p.stem: p for p in folder.glob("*") if p.is_file()}
@@ -84,14 +94,24 @@ def plan_changed(root: Path, env: str) -> Change | None:
     fresh = {ep.name: ep for ep in repo.endpoints}
     everyone: list[Endpoint | _Recorded] = [fresh.get(n) or _Recorded(n, recorded[n]["namespace"], recorded[n].get("keys"))
                                             for n in paths]
-    files = {m.path: m.text for ep in fresh.values() for m in render_endpoint(environment, view, ep)}
+    manifests = {name: endpoint_manifests(environment, view, ep) for name, ep in fresh.items()}
+    files = {m.path: m.text for found in manifests.values() for m in found}  # with their Flux Kustomizations
     files.update({m.path: m.text for m in render_platform(environment, view, everyone)  # type: ignore[arg-type]
-                  + render_flux(environment, changed)})  # the others' Flux objects depend only on unchanged inputs
+                  + [flux_platform(environment, view)]})  # the others' Flux objects depend only on unchanged inputs
     files.update(kustomizations(env, list(files), only=lambda rel: _touched(rel, env, changed)))
     files.update([root_kustomization(env, sorted(paths), shared_folders(everyone))])  # type: ignore[arg-type]
     summaries = {n: s for n, s in recorded.items() if n in paths and n not in fresh}
     summaries.update({n: cache.summary(ep) for n, ep in fresh.items()})
-    return Change(root, env, files, changed, removed, summaries)
+    report = None
+    if options is not None:
+        from ..check.manifests import Report
+        from ..check.rendered import check_endpoint, check_shared
+
+        report = Report(endpoints=len(fresh), environments=1)
+        for name, ep in fresh.items():
+            report.merge(check_endpoint(environment, ep, manifests[name], options))
+        check_shared(environment, everyone, options, report)  # type: ignore[arg-type]
+    return Change(root, env, files, changed, removed, summaries, report, checks)
 
 
 def _identity_limits(root: Path, repo: Repository, unchanged: dict[str, dict], paths: dict[str, Path]
