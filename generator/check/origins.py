@@ -17,7 +17,7 @@ from ..problems import Problem
 from ..spec.loader import Document, FieldPath
 from ..spec.model import Endpoint, Environment
 from .apiserver import JsonPath, metadata_of
-from .manifests import RenderedObject
+from .manifests import RenderedObject, Trace
 
 VERSION_LABEL = "endpointgen.io/version"
 
@@ -39,6 +39,11 @@ def traced(problem: Problem, o: RenderedObject, path: JsonPath, env: Environment
     if ep is None:
         return replace(problem, context=f"from {env.doc.display}")
     return replace(problem, context=f"from {ep.doc.display}" + (f" versions[{version}]" if version is not None else ""))
+
+
+def tracer(env: Environment, ep: Endpoint | None) -> Trace:
+    """The Trace check_environment takes, for one endpoint's objects (or, with no endpoint, the shared ones)."""
+    return lambda problem, o, path: traced(problem, o, path, env, ep)
 
 
 def _places(env: Environment, ep: Endpoint | None, version: int | None

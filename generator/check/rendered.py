@@ -12,7 +12,7 @@ from ..render.templates import ALLOWED_KINDS, Manifest
 from ..render.views import environment_view
 from ..spec.model import Endpoint, Environment
 from .manifests import Options, RenderedObject, Report, check_environment, schema_store
-from .origins import traced
+from .origins import tracer
 
 
 def rendered_objects(manifests: Iterable[Manifest]) -> list[RenderedObject]:
@@ -24,7 +24,7 @@ def check_endpoint(env: Environment, ep: Endpoint, manifests: list[Manifest], op
     """Check one endpoint's objects (its waivers applied) into a new Report."""
     report = Report()
     check_environment(rendered_objects(manifests), env.settings["kubernetes_version"], options, dict([waivers_of(ep)]),
-                      report, lambda problem, o, path: traced(problem, o, path, env, ep))
+                      report, tracer(env, ep))
     return report
 
 
@@ -33,7 +33,7 @@ def check_shared(env: Environment, endpoints: Sequence[HasNamespace], options: O
     view = environment_view(env)
     shared = render_platform(env, view, endpoints) + [flux_platform(env, view)]
     check_environment(rendered_objects(shared), env.settings["kubernetes_version"], options, {}, report,
-                      lambda problem, o, path: traced(problem, o, path, env, None))
+                      tracer(env, None))
 
 
 def compile_schemas(environments: dict[str, tuple[Environment | None, list[Problem]]], options: Options) -> None:

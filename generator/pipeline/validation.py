@@ -16,7 +16,7 @@ import yaml
 
 from ..check.manifests import (Options, Report, Trace, check_environment, objects_from_files, read_documents,
                                schema_store)
-from ..check.origins import traced
+from ..check.origins import tracer
 from ..check.rendered import check_endpoint, check_shared, compile_schemas, rendered_objects, waivers_of
 from ..layout import CLUSTERS_DIR, GENERATED_MARK, RENDERED_DIR
 from ..output.writer import owned_files, present_files
@@ -103,7 +103,7 @@ class _EndpointOnDisk:
         part.problems += kustomization_problems(env.name, manifests, files.get,
                                                 only=lambda rel: rel == f"{folder}/kustomization.yaml")
         _check_files(files, env.settings["kubernetes_version"], self.options, dict([waivers]), part,
-                     lambda problem, o, path: traced(problem, o, path, env, ep))
+                     tracer(env, ep))
         return _Checked(part, waivers, list(files), folder if manifests else "", whole)
 
 
@@ -123,7 +123,7 @@ def _check_rest_on_disk(root: Path, env_name: str, env: Environment, checked: li
     report.problems += kustomization_problems(env_name, manifests, lambda rel: files.get(rel) or _read(root / rel),
                                               only=lambda rel: rel not in done, known=whole)
     _check_files(files, env.settings["kubernetes_version"], options, waivers, report,
-                 lambda problem, o, path: traced(problem, o, path, env, None))
+                 tracer(env, None))
 
 
 def _check_files(files: dict[str, str], kubernetes_version: str, options: Options, waivers: dict[str, dict[str, str]],
