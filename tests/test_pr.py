@@ -199,7 +199,7 @@ def test_diff_describes_the_change_then_shows_the_manifest_diff(base: Path, run_
     text = diff(run_cli)
     lines = text.splitlines()
     assert lines[0] == ("sentiment (prod): blue traffic 90% -> 80%, green traffic 10% -> 20%; blue max replicas "
-                        "8 -> 10; green image tag 1.4.2 -> 1.4.3")
+                        "8 -> 10; green image tag 1.4.2 -> 1.4.3; rolls the pods of green")
     assert lines[1] == ""
     assert lines[2] == "--- a/rendered/prod/endpoints/sentiment/deployment-sentiment-blue.yaml"
     assert sorted(line[len("+++ b/"):] for line in lines if line.startswith("+++ ")) == [
@@ -227,7 +227,7 @@ def test_diff_as_markdown(base: Path, run_cli: Run) -> None:
     text = diff(run_cli, "--format", "markdown")
     assert text.startswith("## endpointgen: what this change does\n\n### sentiment (prod)\n\n"
                            "- blue traffic 90% -> 80%, green traffic 10% -> 20%\n- blue max replicas 8 -> 10\n"
-                           "- green image tag 1.4.2 -> 1.4.3\n\n")
+                           "- green image tag 1.4.2 -> 1.4.3\n- rolls the pods of green\n\n")
     pies = re.findall(r"```mermaid\n(.*?)```\n", text, re.S)
     assert pies == [
         'pie title sentiment (prod) before\n    "blue" : 90\n    "green" : 10\n',
@@ -246,8 +246,9 @@ def test_diff_of_a_new_and_a_removed_endpoint(base: Path, run_cli: Run) -> None:
        "environments/prod/endpoints/fraud.yaml")
     spec_path(base, "image-classifier", "prod").unlink()
     text = diff(run_cli)
-    assert text.splitlines()[:2] == ["fraud (prod): new endpoint (gbm-v3 75%, gbm-v4 25%)",
-                                     "image-classifier (prod): endpoint removed"]
+    fraud, removed = text.splitlines()[:2]
+    assert fraud.startswith("fraud (prod): new endpoint (gbm-v3 75%, gbm-v4 25%); namespace ml-endpoints, ")
+    assert removed == "image-classifier (prod): endpoint removed"  # what a new endpoint says: test_pr_describe.py
     assert "+++ b/rendered/prod/endpoints/fraud/virtualservice-fraud.yaml" in text.splitlines()
     assert "--- a/rendered/prod/endpoints/image-classifier/virtualservice-image-classifier.yaml" in text.splitlines()
     assert "+++ /dev/null" in text.splitlines() and "--- /dev/null" in text.splitlines()
@@ -259,7 +260,7 @@ def test_diff_of_a_new_and_a_removed_endpoint(base: Path, run_cli: Run) -> None:
     assert "clusters/prod/platform.yaml" not in text
 
     markdown = diff(run_cli, "--format", "markdown")
-    assert "### fraud (prod)\n\n- new endpoint (gbm-v3 75%, gbm-v4 25%)\n\n" in markdown
+    assert "### fraud (prod)\n\n- new endpoint (gbm-v3 75%, gbm-v4 25%)\n- namespace ml-endpoints, " in markdown
     assert "### image-classifier (prod)\n\n- endpoint removed\n\n" in markdown
     assert re.findall(r"```mermaid\n(.*?)```\n", markdown, re.S) == [
         'pie title fraud (prod) after\n    "gbm-v3" : 75\n    "gbm-v4" : 25\n',
@@ -275,7 +276,10 @@ def test_diff_of_added_and_deleted_versions(base: Path, run_cli: Run) -> None:
     assert diff(run_cli).splitlines()[:2] == [
         "sentiment (dev): green traffic 50% -> 100%, blue traffic 50% -> 0%; version blue deleted; "
         "default version blue -> green",
-        "sentiment (prod): blue traffic 90% -> 85%, amber traffic 0% -> 5%; version amber added",
+        "sentiment (prod): blue traffic 90% -> 85%, amber traffic 0% -> 5%; version amber added: 5% of traffic, "
+        "image acr.azurecr.io/scoring/fraud:1.0, model fraud-gbm:3, 0.5 CPU and 1 GB memory, autoscaling 1 to 6 "
+        "replicas at 70% utilization, key auth (keys sentiment-primary-key and sentiment-secondary-key in Key Vault "
+        "kv-ml-prod)",
     ]
     assert diff(run_cli, "--env", "prod").splitlines()[0].startswith("sentiment (prod): ")
 
@@ -287,7 +291,7 @@ def test_diff_names_settings_without_a_sentence_of_their_own(base: Path, run_cli
        PROD_SENTIMENT)
     assert diff(run_cli).splitlines()[0] == (
         "sentiment (prod): green autoscale_refresh_seconds, inference_config.environment_variables changed; "
-        "properties added: tier; tags changed")
+        "properties added: tier; tags changed; rolls the pods of green")
 
 
 def test_diff_names_properties_that_were_removed_or_changed(base: Path, run_cli: Run) -> None:
@@ -332,8 +336,13 @@ def test_diff_of_an_environment_only_change_says_manifests_change(base: Path, ru
     env_file = base / "environments/prod/environment.yaml"
     env_file.write_text(env_file.read_text().replace("revision: asm-1-25", "revision: asm-1-26"))
     text = diff(run_cli)
-    # the endpoints' and the authorizer's namespaces, the add-on's mesh ConfigMap (renamed: one file out, one in),
-    # the platform kustomization.yaml that lists it, and the four Deployments whose pods carry the revision
-    assert text.startswith("no endpoint spec changes, but 9 manifest file(s) change (environment settings or "
-                           "templates)\n")
+    # no spec changed, yet each endpoint's Deployments carry the revision in their pods: they roll
+    template = " with no change to its spec (from the environment's settings or endpointgen's templates); "
+    assert text.splitlines()[:2] == [
+        f"image-classifier (prod): deployment-image-classifier-resnet-v3.yaml changes{template}rolls the pods of "
+        "resnet-v3",
+        f"sentiment (prod): deployment-sentiment-blue.yaml, deployment-sentiment-green.yaml change{template}rolls "
+        "the pods of blue, green"]
+    # the platform's words: test_pr_describe.py
+    assert text.splitlines()[2].startswith("platform (prod): environment.yaml: istio.revision asm-1-25 -> asm-1-26; ")
     assert "+    istio.io/rev: asm-1-26" in text

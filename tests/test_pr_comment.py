@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from test_edit_cli import BODY, base, git, ok  # noqa: F401 - base is a fixture
 
 from generator.pr.comment import GITHUB_COMMENT_LIMIT, as_markdown, comment_size
-from generator.pr.diff import Diff, EndpointChange, unified
+from generator.pr.describe import EndpointChange
+from generator.pr.diff import Diff, unified
 
 Run = Callable[[list[str]], Result]
 NOTE = re.compile(r"\n> \[!NOTE\]\n> Cut to fit a comment of at most ([\d,]+) characters: (\d+) of (\d+) file\(s\) "
@@ -61,8 +62,9 @@ def test_a_pull_request_of_ten_new_endpoints_fits_one_comment_and_says_what_it_c
 
     summary, _, rest = markdown.partition("<details>")
     for i in range(10):  # the summary comes first, whole: every endpoint's words and pie
-        assert f"### fraud-{i} (prod)\n\n- new endpoint (gbm-v3 100%)\n\n```mermaid\npie title fraud-{i} (prod) " \
-               f'after\n    "gbm-v3" : 100\n```\n' in summary
+        section = re.search(rf"### fraud-{i} \(prod\)\n\n- new endpoint \(gbm-v3 100%\)\n(- .*\n)+\n```mermaid\n"
+                            rf'pie title fraud-{i} \(prod\) after\n    "gbm-v3" : 100\n```\n', summary)
+        assert section is not None, f"fraud-{i}"
     opening = re.match(rf"<summary>Manifest diff \({len(patches)} file\(s\)\)</summary>\n\n(`{{3,}})diff\n", rest)
     assert opening is not None
     block, closing, note = rest[opening.end():].partition(f"\n{opening.group(1)}\n\n</details>\n")
@@ -142,7 +144,7 @@ def test_every_comment_fits_and_keeps_what_fits_whole(d: Diff, max_chars: int, u
     assert uncut_summary.startswith(summary)  # the endpoints' sections: the first ones, whole, and a count of the rest
     if summary != uncut_summary:
         assert uncut_summary[len(summary):].startswith("### ")
-        assert f"{uncut_summary.count(chr(10) + '### ') - summary.count(chr(10) + '### ')} more endpoint change(s)" \
+        assert f"{uncut_summary.count(chr(10) + '### ') - summary.count(chr(10) + '### ')} more described change(s)" \
                " and the manifest diff" in markdown
     if comment_size(uncut) <= max_chars:
         assert markdown == uncut and "[!NOTE]" not in markdown
@@ -159,7 +161,7 @@ def test_a_summary_too_long_for_a_comment_keeps_whole_endpoints_and_counts_the_r
     assert comment_size(markdown) <= GITHUB_COMMENT_LIMIT
     shown = re.findall(r"^### (endpoint-\d+) \(prod\)$", markdown, re.M)
     assert shown == [f"endpoint-{i:04}" for i in range(len(shown))] and 100 < len(shown) < 2000
-    assert f"{2000 - len(shown)} more endpoint change(s) and the manifest diff of 1 file(s) are not shown" in markdown
+    assert f"{2000 - len(shown)} more described change(s) and the manifest diff of 1 file(s) are not shown" in markdown
     assert "<details>" not in markdown and unified("rendered/prod/x.yaml", "", "a: 1\n") not in markdown
     assert markdown.endswith("> `endpointgen diff --base origin/main` prints the full diff.\n")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .diff import Diff, EndpointChange, no_endpoint_changes, unified
+from .describe import EndpointChange
+from .diff import Diff, no_endpoint_changes, unified
+from .platform import PlatformChange
 
 GITHUB_COMMENT_LIMIT = 65_536  # GitHub refuses a comment body longer than this (422 "body is too long")
 MIN_CHARS = 2_048  # room for the heading, the notes and one endpoint's summary
@@ -27,7 +29,7 @@ def as_markdown(d: Diff, max_chars: int = GITHUB_COMMENT_LIMIT, full_diff_url: s
     before and after, then the manifest diff folded in a <details> block, cut to fit and saying what it cut."""
     head = "\n".join(_heading(d)) + "\n"
     patches = [(path, unified(path, a, b)) for path, (a, b) in d.files.items()]
-    sections = [_section(c) for c in d.changes]
+    sections = [_section(c) for c in d.described]
     fence = "`" * max(3, 1 + max((len(m) for _, p in patches for m in re.findall(r"`+", p)), default=0))
     opening = f"<details><summary>Manifest diff ({len(d.files)} file(s))</summary>\n\n{fence}diff\n"
     closing = f"{fence}\n\n</details>\n"
@@ -38,7 +40,7 @@ def as_markdown(d: Diff, max_chars: int = GITHUB_COMMENT_LIMIT, full_diff_url: s
     sections, left_out = _fit(sections, max_chars - comment_size(head) - reserve)
     out = head + "".join(sections)
     if left_out:  # the summary alone is too long: no room for any manifest diff
-        return out + _note(f"{left_out} more endpoint change(s) and the manifest diff of {len(d.files)} "
+        return out + _note(f"{left_out} more described change(s) and the manifest diff of {len(d.files)} "
                            "file(s) are not shown here", [], d, full_diff_url, max_chars, max_chars - comment_size(out))
     room = max_chars - comment_size(out + opening + closing) - reserve
     shown, cut, omitted = _cut_patches(patches, room)
@@ -64,7 +66,7 @@ def _inline(words: str) -> str:
     return " ".join(words.split()).replace("&", "&amp;").replace("<", "&lt;")
 
 
-def _section(c: EndpointChange) -> str:
+def _section(c: EndpointChange | PlatformChange) -> str:
     out = [f"### {_inline(c.title)}", ""] + [f"- {_inline(s)}" for s in c.sentences] + [""]
     if c.before != c.after:
         for label, split in (("before", c.before), ("after", c.after)):

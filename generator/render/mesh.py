@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 MESH_NAMESPACE = "aks-istio-system"
+SHARED_CONFIGMAP_PREFIX = "istio-shared-configmap-"
 
 
 def installed_revisions(istio: Mapping[str, Any]) -> list[str]:
@@ -22,7 +23,7 @@ def installed_revisions(istio: Mapping[str, Any]) -> list[str]:
 
 
 def configmap_name(revision: str) -> str:
-    return f"istio-shared-configmap-{revision}"
+    return f"{SHARED_CONFIGMAP_PREFIX}{revision}"
 
 
 def shared_mesh(given: Mapping[str, Any], provider_snippet: str | None) -> str:
