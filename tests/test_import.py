@@ -135,6 +135,51 @@ def test_a_version_without_an_image_is_refused_with_the_list(repo: Path) -> None
     assert not (repo / "environments/prod/endpoints/churn-endpoint.yaml").exists()
 
 
+def test_versions_without_models_are_said(repo: Path, tmp_path: Path) -> None:
+    source = write_json(tmp_path, "serialize.json", churn_with(lambda d: d["versions"]["canary"].pop("modelDetails")))
+    result = run_cli(repo, "import", "--env", "prod", str(source), *CHURN_IMAGES, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    without = [line for line in result.stderr.splitlines() if "no models come with this version" in line]
+    assert without == [
+        f"endpointgen: warning: {source}: version canary: no models come with this version, so the spec has none: "
+        "its image must hold the model (without models there is no AZUREML_MODEL_DIR); to load them as v1 did, "
+        "`endpointgen update-version churn-endpoint canary --env prod --model NAME:VERSION=URI`"]
+    assert [len(v.get("models", [])) for v in yaml.safe_load(result.stdout)["versions"]] == [2, 2, 0]
+
+
+def test_deployment_configs_never_bring_models_and_the_import_says_so(repo: Path) -> None:
+    configs = sorted(str(p) for p in CHURN.glob("deploymentconfig-*"))
+    result = run_cli(repo, "import", "--env", "prod", "--name", "churn-endpoint", *configs,
+                     str(SDK / "inferenceconfig.json"), *CHURN_IMAGES, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "no models come with this version" in line]
+    assert [line.split(": ")[2] for line in said] == configs  # each version, named by its file
+    assert all(line.endswith("(deployment config files never name models: Model.deploy was given them)")
+               for line in said)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "bleu=mlacr.azurecr.io/churn:1.0", *CHURN_IMAGES[2:]],
+     "--image names no version of the source: 'bleu' (did you mean 'blue'?); its versions: blue, green, canary"),
+    ([*CHURN_IMAGES, "--model-uri", "churn-modle:3=https://models.example.com/churn-model/3"],
+     "--model-uri names no model of the source: 'churn-modle:3' (did you mean 'churn-model:3'?); its models: "
+     "churn-model:3, churn-features:1, churn-model:4"),
+    ([*CHURN_IMAGES, "--model-uri", "resnet:7=https://models.example.com/resnet/7"],
+     "--model-uri names no model of the source: 'resnet:7'; its models: churn-model:3, churn-features:1, "
+     "churn-model:4"),  # nothing near enough to suggest
+    ([*CHURN_IMAGES, "--image", "gren=x.azurecr.io/a:1", "--model-uri", "churn-features:2=https://m.example.com/f"],
+     "--image names no version of the source: 'gren' (did you mean 'green'?); its versions: blue, green, canary; "
+     "--model-uri names no model of the source: 'churn-features:2' (did you mean 'churn-features:1'?); its "
+     "models: churn-model:3, churn-features:1, churn-model:4"),  # both in one message
+], ids=["image", "model-uri", "model-uri-far", "both"])
+def test_options_naming_nothing_in_the_source_are_refused_with_a_suggestion(repo: Path, args: list[str],
+                                                                              message: str) -> None:
+    result = run_cli(repo, "import", "--env", "prod", str(CHURN / "serialize.json"), *args)
+    assert result.exit_code == 2
+    assert result.stderr == f"endpointgen: error: {message}\n"
+    assert not (repo / "environments/prod/endpoints/churn-endpoint.yaml").exists()
+
+
 def test_an_existing_spec_is_kept_unless_force(repo: Path) -> None:
     args = ["import", "--env", "prod", str(CHURN / "serialize.json"), *CHURN_IMAGES]
     assert run_cli(repo, *args).exit_code == 0

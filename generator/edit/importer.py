@@ -10,6 +10,7 @@ comments in the spec.
 
 from __future__ import annotations
 
+import difflib
 import io
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -189,6 +190,23 @@ def script_location(entry: str | None, source_dir: str | None, env_vars: Mapping
     return APP_ROOT, script
 
 
+def source_models(v: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A v1 version's models: serialize()'s modelDetails, or the service JSON's models."""
+    return list(v.get("modelDetails") or v.get("models") or [])
+
+
+def unknown_names(option: str, what: str, given: Mapping[str, str], known: Sequence[str]) -> str | None:
+    """What is wrong with `option` values naming no `what` of the source, each with the nearest name it has."""
+    names = list(dict.fromkeys(known))
+    said = []
+    for key in (key for key in given if key not in names):
+        near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        said.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    if not said:
+        return None
+    return f"{option} names no {what} of the source: {', '.join(said)}; its {what}s: {', '.join(names) or 'none'}"
+
+
 def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str | None,
                     images: Mapping[str, str], model_uris: Mapping[str, str], force: bool) -> Imported:
     """Build the spec text from the files; nothing is written here."""
@@ -236,13 +254,17 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
     path = spec_file(root, env_name, name)
     if path.exists() and not force:
         raise UsageError(f"{display_path(path, root)} exists; --force replaces it")
+    unknown = [said for said in (
+        unknown_names("--image", "version", images, [v for v, _, _ in versions]),
+        unknown_names("--model-uri", "model", model_uris,
+                      [f"{m.get('name')}:{m.get('version')}" for _, v, _ in versions for m in source_models(v)]))
+               if said]
+    if unknown:
+        raise UsageError("; ".join(unknown))
     missing = [v for v, _, _ in versions if v not in images]
     if missing:
         raise UsageError("v1 built these versions' images from their environments; give the image each runs now "
                          f"with --image VERSION=IMAGE: {', '.join(missing)}")
-    unknown = sorted(set(images) - {v for v, _, _ in versions})
-    if unknown:
-        raise UsageError(f"--image for unknown version(s) {', '.join(unknown)}")
 
     env_defaults = {**VERSION_DEFAULTS, **loaded.defaults}
     spec = CommentedMap()
@@ -273,7 +295,7 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
         if v.get("versionType", v.get("type")) == "Control" or v.get("isControlVersionType"):
             item["is_control_version_type"] = True
         models = []
-        for model in v.get("modelDetails") or v.get("models") or []:
+        for model in source_models(v):
             model_name, model_version = str(model.get("name")), model.get("version")
             key = f"{model_name}:{model_version}"
             uri = model_uris.get(key) or DEFAULT_MODEL_URI.format(name=model_name, version=model_version)
@@ -283,6 +305,12 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
             models.append({"name": model_name, "version": model_version, "uri": uri})
         if models:
             item["models"] = models
+        else:
+            warnings.append(f"{where}: no models come with this version, so the spec has none: its image must hold "
+                            "the model (without models there is no AZUREML_MODEL_DIR); to load them as v1 did, "
+                            f"`endpointgen update-version {name} {version} --env {env_name} --model NAME:VERSION=URI`"
+                            + (" (deployment config files never name models: Model.deploy was given them)"
+                               if not endpoints else ""))
         details = (v.get("environmentDetails") or v.get("environment")  # serialize() / deployment config
                    or (v.get("environmentImageRequest") or {}).get("environment")  # the service JSON
                    or inference_config.get("environment") or {})
