@@ -125,7 +125,7 @@ def print_findings(report: Report, output: str, waived: bool = True) -> None:
         click.echo(f"endpointgen: {len(report.problems)} problem(s) found in rendered manifests", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The GitOps repository to work on (default: the nearest folder upward with environments/, as "
                    "git finds its repository; else the current folder).")

@@ -17,7 +17,7 @@ from .base import (ProgressBar, cli, env_option, print_findings, quiet_option, r
                    schema_settings, skip_kinds)
 
 
-@cli.command()
+@cli.command(short_help="Check the specs and every rendered object.")
 @env_option
 @click.option("--output", type=click.Choice(["text", "json", "junit", "github"]), default="text", show_default=True,
               help="text: path:line:col lines on stderr; json or junit on stdout; github: workflow annotations.")
@@ -82,7 +82,7 @@ def _print_clean(output: str, message: str) -> None:
         click.echo(message)
 
 
-@cli.command()
+@cli.command(short_help="Show each version's effective traffic share.")
 @click.argument("endpoint")
 @click.option("--env", required=True, metavar="ENV", help="The environment of the endpoint.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -103,7 +103,7 @@ def effective(ctx: click.Context, endpoint: str, env: str, output: str) -> None:
     click.echo(effective_json(found[0]) if output == "json" else effective_table(found[0]))
 
 
-@cli.command()
+@cli.command(short_help="Render the specs into rendered/ and clusters/, checked.")
 @env_option
 @click.option("--validate", "check_manifests", is_flag=True, hidden=True,
               help="Accepted for scripts written before render always checked; it changes nothing.")
@@ -149,7 +149,7 @@ def render(ctx: click.Context, envs: tuple[str, ...], check_manifests: bool, for
                    f"{waived}")
 
 
-@cli.command()
+@cli.command(short_help="Fail when rendered/ is stale or the change breaks the base.")
 @env_option
 @click.option("--base", default=None, metavar="REF",
               help="Git ref of the pull request's base (e.g. origin/main): also apply the rules that need history.")
@@ -177,7 +177,7 @@ def check(ctx: click.Context, envs: tuple[str, ...], base: str | None, quiet: bo
     click.echo("ok: rendered output is current" + (f" and nothing deployed on {base} is broken" if base else ""))
 
 
-@cli.command("diff")
+@cli.command("diff", short_help="Say what a change does, then show the manifest diff.")
 @env_option
 @click.option("--base", required=True, metavar="REF", help="Git ref to compare with (e.g. origin/main).")
 @click.option("--format", "output", type=click.Choice(["text", "markdown"]), default="text", show_default=True,

@@ -10,7 +10,7 @@ from ..problems import ProblemsFound, display_path
 from .base import cli, reports_errors
 
 
-@cli.command("serve")
+@cli.command("serve", short_help="Run a version's scoring pod locally (LocalWebservice).")
 @click.argument("endpoint")
 @click.argument("version")
 @click.option("--env", required=True, metavar="ENV")
@@ -57,7 +57,7 @@ def serve_command(ctx: click.Context, endpoint: str, version: str, env: str, sou
                    host=host, app_insights=app_insights))
 
 
-@cli.command("mesh-config")
+@cli.command("mesh-config", short_help="Print the mesh snippet that registers key auth.")
 @click.option("--env", required=True, metavar="ENV")
 @click.pass_context
 @reports_errors
@@ -77,7 +77,7 @@ def mesh_config_command(ctx: click.Context, env: str) -> None:
     click.echo(provider_snippet(view), nl=False)
 
 
-@cli.command("identities")
+@cli.command("identities", short_help="List managed identities' federated credentials.")
 @click.option("--env", "envs", multiple=True, metavar="ENV", help="An environment (repeatable; default: all).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: a shell script of az commands; json: the same as data.")
@@ -96,7 +96,7 @@ def identities_command(ctx: click.Context, envs: tuple[str, ...], output: str) -
     click.echo(json.dumps(found, indent=2) if output == "json" else az_commands(found), nl=output == "json")
 
 
-@cli.command("vendor-schemas")
+@cli.command("vendor-schemas", short_help="Refresh schema/crds from a CRD catalog.")
 @click.option("--from", "location", required=True, metavar="LOCATION",
               help="A CRD schema catalog: a folder laid out as {group}/{kind}_{version}.json, or a kubeconform "
                    "template (local or http(s)).")
@@ -112,7 +112,7 @@ def vendor_schemas_command(ctx: click.Context, location: str, target: Path | Non
         click.echo(f"wrote {display_path(path, ctx.obj)}")
 
 
-@cli.command("tools")
+@cli.command("tools", short_help="Show, or build, the pinned Go tools.")
 @click.option("--build", "build", is_flag=True, help="Build the tools that are not in the cache yet.")
 @click.argument("names", nargs=-1, metavar="[TOOL]...")
 @reports_errors
