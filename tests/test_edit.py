@@ -151,8 +151,8 @@ GAMMA = """\
     (["update-version", "commented", "alpha", "--env-var", "MODE=fast"],
      replaced(COMMENTED, ALPHA_END, "      entry_script: score.py\n      environment_variables:\n"
                                     "        MODE: fast\n\n  # the canary\n")),
-    (["update-version", "commented", "beta", "--collect-model-data"],
-     replaced(COMMENTED, "# trailing comment\n", "    collect_model_data: true\n# trailing comment\n")),
+    (["update-version", "commented", "beta", "--scoring-workload-identity"],
+     replaced(COMMENTED, "# trailing comment\n", "    scoring_workload_identity: true\n# trailing comment\n")),
     (["update-version", "commented", "alpha", "--unset", "traffic_percentile"],
      replaced(COMMENTED, "    traffic_percentile: 0   # the default takes the rest\n", "")),
     (["update-version", "commented", "beta", "--is-default"],

@@ -180,6 +180,24 @@ def test_options_naming_nothing_in_the_source_are_refused_with_a_suggestion(repo
     assert not (repo / "environments/prod/endpoints/churn-endpoint.yaml").exists()
 
 
+def test_collect_model_data_is_kept_and_said_when_the_environment_cannot_collect(repo: Path, tmp_path: Path) -> None:
+    """dev has no model_data_collection; without App Insights, blue's collection would go nowhere."""
+    source = write_json(tmp_path, "serialize.json", churn_with(lambda d: d.update(appInsightsEnabled=False)))
+    result = run_cli(repo, "import", "--env", "dev", str(source), *CHURN_IMAGES)
+    assert result.exit_code == 0, result.stderr
+    assert ("endpointgen: warning: collect_model_data is kept (blue), but environment 'dev' cannot collect: give it "
+            "model_data_collection.storage_connection_string_secret") in result.stderr
+    spec = yaml.safe_load((repo / "environments/dev/endpoints/churn-endpoint.yaml").read_text())
+    assert [v.get("collect_model_data", False) for v in spec["versions"]] == [True, False, False]
+    refused = run_cli(repo, "validate", "--env", "dev", "--specs-only")
+    assert refused.exit_code == 1
+    assert "versions[0].collect_model_data: nothing would collect" in refused.stderr
+    # prod collects to storage: nothing to say
+    result = run_cli(repo, "import", "--env", "prod", str(source), *CHURN_IMAGES)
+    assert result.exit_code == 0, result.stderr
+    assert "cannot collect" not in result.stderr
+
+
 def test_an_existing_spec_is_kept_unless_force(repo: Path) -> None:
     args = ["import", "--env", "prod", str(CHURN / "serialize.json"), *CHURN_IMAGES]
     assert run_cli(repo, *args).exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,52 @@ def test_app_insights_needs_the_environment_sections(repo: Path) -> None:
     p = only_problem(repo)
     assert where(p) == (SPEC, 2, 22, "enable_app_insights")
     assert p.message.startswith("environment 'dev' has no app_insights section")
+
+
+def test_collect_model_data_needs_somewhere_to_collect_to(repo: Path) -> None:
+    """dev has neither model_data_collection nor App Insights: the collection would be a silent no-op."""
+    write_spec(repo, "demo", "name: demo\nversions:\n" + version("blue", "    collect_model_data: true\n")
+               + version("green"))
+    p = only_problem(repo)
+    assert where(p) == (SPEC, 4, 25, "versions[0].collect_model_data")
+    assert p.message == (
+        "nothing would collect: environment 'dev' has no model_data_collection.storage_connection_string_secret "
+        "(where a script's azureml-monitoring ModelDataCollector uploads, to Blob Storage) and the endpoint has no "
+        "enable_app_insights (where the inference server sends inputs and predictions); give one, or set "
+        "collect_model_data: false")
+
+
+def test_collect_model_data_inherited_from_the_defaults_is_found_there(repo: Path) -> None:
+    replace_in(repo / "environments/dev/environment.yaml", "defaults:\n", "defaults:\n  collect_model_data: true\n")
+    found = problems(repo)
+    assert {p.field for p in found} == {"versions[0].collect_model_data (from defaults.collect_model_data)",
+                                        "versions[1].collect_model_data (from defaults.collect_model_data)"}
+    assert {(p.path, p.line) for p in found} == {("environments/dev/environment.yaml",
+                                                  line_of(repo / "environments/dev/environment.yaml",
+                                                          "collect_model_data: true"))}
+
+
+def test_collect_model_data_passes_with_storage_or_with_app_insights(repo: Path) -> None:
+    write_spec(repo, "demo", "name: demo\nversions:\n" + version("blue", "    collect_model_data: true\n"))
+    replace_in(repo / "environments/dev/environment.yaml", "defaults:\n",
+               "model_data_collection:\n  storage_connection_string_secret: modeldata-dev\n\ndefaults:\n")
+    assert problems(repo) == []  # the collector uploads to the storage of dev's Key Vault secret
+    prod_env = repo / "environments/prod/environment.yaml"  # prod's green collects, with App Insights on
+    prod_env.write_text(re.sub(r"\nmodel_data_collection:.*?\n\n", "\n", prod_env.read_text(), flags=re.S))
+    assert "model_data_collection" not in prod_env.read_text()
+    assert problems(repo, ["prod"]) == []  # the server's own collection sends to App Insights
+
+
+def test_model_data_storage_needs_the_key_vault(repo: Path) -> None:
+    dev_env = repo / "environments/dev/environment.yaml"
+    dev_env.write_text(re.sub(r"\nkey_vault:\n(  .*\n)+", "\n", dev_env.read_text()))
+    assert "key_vault" not in dev_env.read_text()
+    replace_in(repo / "environments/dev/environment.yaml", "defaults:\n",
+               "model_data_collection:\n  storage_connection_string_secret: modeldata-dev\n\ndefaults:\n")
+    write_spec(repo, "demo", "name: demo\nauth_enabled: false\nversions:\n"
+               + version("blue", "    collect_model_data: true\n"))
+    assert any(p.message == "environment 'dev' has model_data_collection but no key_vault section; the storage "
+                            "connection string is read from Key Vault" for p in problems(repo))
 
 
 # --- versions ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from generator.cli import cli
 from generator.serve import server
 from generator.problems import UsageError
-from generator.serve.pod import lay_out, local_telemetry, version_deployment
+from generator.serve.pod import lay_out, local_collection, local_telemetry, version_deployment
 from render_helpers import PROJECT, free_port
 
 SCRIPT = '''\
@@ -231,3 +231,20 @@ def test_secret_values_come_from_the_command_line_and_are_never_written(tmp_path
     assert pod.env["AZUREML_ENTRY_SCRIPT"] == "src/score.py"
     assert (tmp_path / "pod/var/azureml-app/src/score.py").resolve() == (source / "score.py").resolve()
     assert (tmp_path / "pod/var/azureml-app/azureml-models/sentiment-distilbert/7").resolve() == model.resolve()
+
+
+def test_a_collecting_version_collects_to_the_log_unless_given_a_storage(tmp_path: Path) -> None:
+    deployment, source_directory = version_deployment(PROJECT, "prod", "sentiment", "green")
+    source, model = sources(tmp_path)
+    models = {"sentiment-distilbert/8": model}
+    pod, said = local_collection(lay_out(deployment, source_directory, tmp_path / "local", source, models, {}), {})
+    assert (pod.env["AML_MODEL_DC_STORAGE_ENABLED"], pod.env["AML_MODEL_DC_DEBUG"]) == ("false", "true")
+    assert "AML_MODEL_DC_STORAGE" not in pod.env and said is not None and "debug mode" in said
+    given = {"AML_MODEL_DC_STORAGE": "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://127.0.0.1"}
+    pod, said = local_collection(lay_out(deployment, source_directory, tmp_path / "azurite", source, models, given),
+                                 given)
+    assert pod.env["AML_MODEL_DC_STORAGE"] == given["AML_MODEL_DC_STORAGE"] and "AML_MODEL_DC_DEBUG" not in pod.env
+    assert said == "model data collection uploads to the storage of --secret AML_MODEL_DC_STORAGE"
+    blue, blue_source = version_deployment(PROJECT, "prod", "sentiment", "blue")  # collects nothing: unchanged
+    pod = lay_out(blue, blue_source, tmp_path / "blue", source, {"sentiment-distilbert/7": model}, {})
+    assert local_collection(pod, {}) == (pod, None)

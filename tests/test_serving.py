@@ -75,10 +75,11 @@ def run(raw):
 
 
 class Ingestion(http.server.ThreadingHTTPServer):
-    """A stand-in for App Insights' ingestion endpoint on loopback: records the telemetry item names."""
+    """A stand-in for App Insights' ingestion endpoint on loopback: records the telemetry items and their names."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.received: list[dict[str, Any]] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -87,7 +88,9 @@ class Ingestion(http.server.ThreadingHTTPServer):
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 items = json.loads(body)
-                outer.items += [i.get("name", "") for i in (items if isinstance(items, list) else [items])]
+                items = items if isinstance(items, list) else [items]
+                outer.received += items
+                outer.items += [i.get("name", "") for i in items]
                 reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

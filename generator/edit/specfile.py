@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..layout import ENDPOINTS_DIR, ENVIRONMENTS_DIR, environment_names
 from ..output.writer import write_atomic
-from ..problems import EndpointgenError, ProblemsFound, UsageError, display_path
+from ..problems import EndpointgenError, Problem, ProblemsFound, UsageError, display_path
 from ..spec.loader import LoadError, load_yaml
 from ..spec.repository import load_repository
 
@@ -101,12 +102,14 @@ class EditRefused(ProblemsFound):
     summary = "the edit was not written; lines refer to the spec as it would have been"
 
 
-def check_edit(root: Path, env: str, path: Path, text: str) -> None:
-    """EditRefused when `text` at `path` would bring a problem into the environment (in any of its files)."""
+def check_edit(root: Path, env: str, path: Path, text: str,
+               tolerated: Callable[[Problem], bool] = lambda problem: False) -> None:
+    """EditRefused when `text` at `path` would bring a problem into the environment (in any of its files), other
+    than those `tolerated` says the edit may bring."""
     known = {(p.path, p.field, p.message) for p in load_repository(root, [env]).problems}
     after = load_repository(root, [env], overrides={path: text}).problems
     mine = display_path(path, root)
-    new = [p for p in after if p.path == mine or (p.path, p.field, p.message) not in known]
+    new = [p for p in after if (p.path == mine or (p.path, p.field, p.message) not in known) and not tolerated(p)]
     if new:
         raise EditRefused(new)
 

@@ -99,6 +99,8 @@ def render_endpoint(env: Environment, view: dict[str, Any], ep: Endpoint) -> lis
     folder, source, ns = f"{RENDERED_DIR}/{env.name}/endpoints/{ep.name}", ep.doc.display, ep.namespace
     manifests = [_manifest(folder, template, ns, source, env=view, ep=ep_view, versions=ep_view["versions"])
                  for template in endpoint_templates(ep_view)]
+    manifests += [_manifest(folder, "secretproviderclass.yaml.j2", ns, source, env=view, ep=ep_view, spc=spc)
+                  for spc in secret_providers(ep_view)]
     for version in ep_view["versions"]:
         manifests += [_manifest(folder, template, ns, source, env=view, ep=ep_view, v=version,
                                 container_security=CONTAINER_SECURITY) for template in version_templates(version)]
@@ -162,8 +164,14 @@ def endpoint_templates(view: dict[str, Any]) -> Iterator[str]:
     if view["annotations"]["endpointgen.io/auth"] == "token":
         yield "requestauthentication.yaml.j2"
         yield "authorizationpolicy-token.yaml.j2"
+
+
+def secret_providers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The endpoint's SecretProviderClasses: the App Insights values, the model data storage's connection string."""
     if view["app_insights_secret"]:
-        yield "secretproviderclass.yaml.j2"
+        yield {"name": view["app_insights_secret"], **view["app_insights_objects"]}
+    if view["model_data_secret"]:
+        yield view["model_data_secret"]
 
 
 def version_templates(version: dict[str, Any]) -> Iterator[str]:
@@ -177,6 +185,8 @@ def version_templates(version: dict[str, Any]) -> Iterator[str]:
         yield "horizontalpodautoscaler.yaml.j2"
     if version["pdb"]:
         yield "poddisruptionbudget.yaml.j2"
+    if version["model_config_map"]:
+        yield "model-config-map.yaml.j2"
 
 
 def render_manifests(env: Environment, endpoints: list[Endpoint]) -> list[Manifest]:

@@ -19,6 +19,7 @@ from .tokens import jwt_rules, required, required_claims
 from .autoscaling import busy_threshold, fallback, in_flight_query, inbound_limits, prometheus_view, threshold_text
 from .containers import gib, loader_security, pod_security, server_command, storage
 from .lifecycle import native_sidecars, probes, shutdown, worker_count
+from .modeldata import collector_annotations, collector_env, config_map_view, storage_secret_view
 
 APP_ROOT = "/var/azureml-app"
 MODELS_ROOT = f"{APP_ROOT}/azureml-models"
@@ -96,6 +97,7 @@ def endpoint_view(ep: Endpoint, env: dict[str, Any]) -> dict[str, Any]:
         "client_id": ep.doc.data.get("workload_identity_client_id") or env.get("key_vault", {}).get("client_id"),
         "app_insights_secret": app_insights_secret,
         "app_insights_objects": app_insights_objects(env) if app_insights_secret else None,
+        "model_data_secret": secret_provider(storage_secret_view(ep)),
         **token_view(env.get("token_auth"), ep.doc.data),
     }
 
@@ -129,6 +131,7 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
     disk = storage(env["model_loader"], len(models))
     stopping = shutdown(s, native)
     proxy_config = {"concurrency": 1, **stopping["proxy"]}  # one Envoy worker: exact inbound limits
+    model_config = config_map_view(ep, v)
     return {
         "name": v.name,
         "object_name": object_name,
@@ -146,10 +149,12 @@ def version_view(ep: Endpoint, v: Version, env: dict[str, Any]) -> dict[str, Any
         "image": s["inference_config"]["image"],
         "models": models,
         "env": container_env(ep, v, models, stopping["gunicorn_args"]),
+        "model_config_map": model_config,
         "start": None if s["image_entrypoint"] else server_command(APP_ROOT, SCORING_PORT),
         "probes": probes(s),
         "shutdown": stopping,
-        "pod_annotations": {**identity, "kubectl.kubernetes.io/default-container": "scoring",
+        "pod_annotations": {**identity, **collector_annotations(model_config),
+                            "kubectl.kubernetes.io/default-container": "scoring",
                             "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
                             "sidecar.istio.io/nativeSidecar": "true" if native else "false"},
         "pod_security": pod_security(s),
@@ -216,9 +221,7 @@ def container_env(ep: Endpoint, v: Version, models: list[dict[str, Any]], gunico
         {"name": "SCORING_TIMEOUT_MS", "value": str(s["scoring_timeout_ms"])},
         {"name": "GUNICORN_CMD_ARGS", "value": gunicorn_args},  # read by gunicorn under azmlinfsrv's flags
     ]
-    if s["collect_model_data"]:  # the server's model data collection, and azureml-monitoring's in the script
-        env += [{"name": "AML_MDC_STORAGE_ENABLED", "value": "true"},
-                {"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"}]
+    env += collector_env(ep, v)  # collect_model_data: the server's to App Insights, the script's to storage
     insights = ep.settings["enable_app_insights"]
     env.append({"name": "AML_APP_INSIGHTS_ENABLED", "value": "true" if insights else "false"})
     if insights:
@@ -324,6 +327,11 @@ def app_insights_objects(env: dict[str, Any]) -> dict[str, Any]:
     found = app_insights_secrets(env["app_insights"])
     return {"objects": csi_objects([{"objectName": vault} for _, _, vault in found]),
             "data": [{"objectName": vault, "key": key} for _, key, vault in found]}
+
+
+def secret_provider(view: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A SecretProviderClass's values with its `objects` parameter as the Azure provider reads it."""
+    return None if view is None else {**view, "objects": csi_objects(view["objects"])}
 
 
 def csi_objects(objects: list[dict[str, str]]) -> str:

@@ -23,6 +23,8 @@ FAKE_SECRETS = {
     "AML_APP_INSIGHTS_KEY": "00000000-0000-0000-0000-000000000000",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": ("InstrumentationKey=00000000-0000-0000-0000-000000000000;"
                                               "IngestionEndpoint=http://127.0.0.1:9/"),
+    # azureml-monitoring's storage: Azurite's on its default port, if one runs here (serve collects to the log)
+    "AML_MODEL_DC_STORAGE": "UseDevelopmentStorage=true",
 }
 
 
@@ -146,6 +148,20 @@ def local_telemetry(pod: Pod, app_insights: bool, secrets: Mapping[str, str]) ->
             if name not in secrets:
                 env.pop(name, None)
     return replace(pod, env=env)
+
+
+def local_collection(pod: Pod, secrets: Mapping[str, str]) -> tuple[Pod, str | None]:
+    """collect_model_data on this machine: to the storage of `--secret AML_MODEL_DC_STORAGE=...` (e.g. Azurite's
+    connection string), else in the collector's debug mode, which prints each collected row to the server's log
+    instead of uploading. Returns the pod and what it does, in words (None when the version does not collect)."""
+    if pod.env.get("AML_MODEL_DC_STORAGE_ENABLED") != "true":
+        return pod, None
+    if "AML_MODEL_DC_STORAGE" in secrets:
+        return pod, "model data collection uploads to the storage of --secret AML_MODEL_DC_STORAGE"
+    env = {**pod.env, "AML_MODEL_DC_STORAGE_ENABLED": "false", "AML_MODEL_DC_DEBUG": "true"}
+    env.pop("AML_MODEL_DC_STORAGE", None)
+    return replace(pod, env=env), ("model data collection prints each collected row to the log (debug mode); "
+                                   "--secret AML_MODEL_DC_STORAGE=CONNECTION_STRING uploads instead")
 
 
 def expand_variables(text: str, env: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..problems import EndpointgenError, UsageError
-from .pod import Pod, SERVER_COMMAND, lay_out, local_telemetry, pod_folder, version_deployment
+from .pod import Pod, SERVER_COMMAND, lay_out, local_collection, local_telemetry, pod_folder, version_deployment
 
 SERVER_PACKAGE = "azureml_inference_server_http"
 INSTALL_HINT = "the Azure ML inference server is not installed; install it with `pip install -e '.[serve]'`"
@@ -138,6 +138,7 @@ def serve(root: Path, env_name: str, endpoint: str, version: str, source: Path, 
     with stopped_by_signals(), pod_folder() as folder:
         pod = lay_out(deployment, source_directory, folder, source, models, secrets)
         pod = local_telemetry(pod, app_insights, secrets)
+        pod, collection = local_collection(pod, secrets)
         process = None
         try:
             process = start(pod, port, host=host)
@@ -149,6 +150,8 @@ def serve(root: Path, env_name: str, endpoint: str, version: str, source: Path, 
             echo(f"endpointgen: {endpoint}/{version} ({env_name}) serves at {base}/score "
                  f"(the pod's {pod.container_port}; the gateway's /api/v1/service/{endpoint}/score)")
             echo(f"  curl -X POST {base}/score -H 'Content-Type: application/json' -d '{{\"data\": []}}'")
+            if collection:
+                echo(f"endpointgen: {collection}")
             echo("endpointgen: Ctrl-C (or SIGTERM, SIGHUP) stops it")
             code = process.wait()
             echo(f"endpointgen: the inference server stopped by itself (exit code {code})")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 
 from ..problems import Problem
+from .collection import model_data_collected
 from .defaults import (AUTHORIZER_DEFAULTS, AUTHORIZER_NAME, AUTOSCALE_SETTINGS, AZURE_MONITOR_SUFFIX, CLIENT_ID,
                        NATIVE_SIDECAR_KUBERNETES, duration_seconds, entra_tenant, kubernetes_minor,
                        prometheus_scraper_namespace, revision_minor, url_host)
@@ -27,7 +28,9 @@ RESERVED_ENV_VARS = {  # what endpointgen sets from the spec (render/views.py, c
     "WORKER_COUNT", "WORKER_TIMEOUT", "SCORING_TIMEOUT_MS", "GUNICORN_CMD_ARGS", "SERVICE_NAME", "SERVICE_VERSION",
     "SERVICE_PATH_PREFIX",
     "AML_APP_INSIGHTS_ENABLED", "AML_APP_INSIGHTS_KEY", "APPLICATIONINSIGHTS_CONNECTION_STRING",
-    "AML_MDC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED",
+    "AML_MDC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED", "AML_MODEL_DC_STORAGE",  # render/modeldata.py
+    "AML_MODEL_DC_STORAGE_DATA_WINDOW_LENGTH", "AML_MODEL_DC_STORAGE_COMMIT_WINDOW_LENGTH", "COMPUTE_NAME",
+    "COMPUTE_TYPE", "WORKSPACE_NAME",
 }
 SECRET_LIKE_ENV = re.compile(
     r"(^|_)(PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIMARY_?KEY|SECONDARY_?KEY|TOKEN|CONNECTION_?STRING|SAS)($|_)",
@@ -295,6 +298,7 @@ RULES: list[Rule] = [
     token_claims_enforceable,
     keys_referenced_properly,
     app_insights_configured,
+    model_data_collected,
     waivers_name_known_policies,
     unique_version_names,
     one_default_version,

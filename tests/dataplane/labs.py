@@ -39,11 +39,15 @@ def run(request):
 '''
 
 
-# The prod example's Key Vault, as the stand-in serves it: its keys (never in git but here) and App Insights secrets.
+# The prod example's Key Vault, as the stand-in serves it: its keys (never in git but here), the App Insights
+# secrets and the model data storage's connection string.
 PRIMARY, SECONDARY = "mlk_Sentiment0Primary0aaaaaaaaaaaaaaa", "mlk_Sentiment1Second1bbbbbbbbbbbbbb"
 PROD_KEY_VAULT = {"sentiment-primary-key": PRIMARY, "sentiment-secondary-key": SECONDARY,
                   "appinsights-instrumentation-key": "00000000-0000-0000-0000-000000000000",
-                  "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000"}
+                  "appinsights-connection-string": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+                  # model data collection's storage: a closed loopback port (tests/test_model_data.py uploads)
+                  "modeldata-storage-connection-string": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                                                         "AccountKey=AAAA;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"}
 
 
 def scoring_images(objects: list[dict[str, Any]], script: Path) -> dict[str, images.Image]:
