@@ -103,8 +103,8 @@ class Collecting:
         container = self.storage.get_container_client("modeldata")
         if not container.exists():
             return "", []
-        names = [b.name for b in container.list_blobs() if b.name.endswith(f"/{designation}/{designation}.csv")
-                 or f"/{designation}/" in b.name and b.name.endswith(f"/{designation}.csv")]
+        names = [b.name for b in container.list_blobs()  # .../<designation>/<yyyy>/<mm>/<dd>/<designation>.csv
+                 if f"/{designation}/" in b.name and b.name.endswith(f"/{designation}.csv")]
         if not names:
             return "", []
         assert len(names) == 1, sorted(b.name for b in container.list_blobs())

@@ -20,15 +20,14 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from ..output.writer import write_atomic
 from ..problems import Problem, ProblemsFound, UsageError, display_path
 from ..render.views import APP_ROOT
-from ..spec.collection import NOTHING_COLLECTS
+from ..spec.collection import NOTHING_COLLECTS, nowhere_to_collect
 from ..spec.defaults import VERSION_DEFAULTS
 from ..spec.loader import LoadError, load_yaml
 from ..spec.repository import load_environments
 from .changes import ENDPOINT_ORDER, VERSION_ORDER
-from .specfile import check_edit, spec_file, yaml_for
+from .specfile import check_edit, save, spec_file, yaml_for
 
 # Fields the service owns (state, times, identities): read, never migrated, never warned about.
 SERVICE_OWNED = {
@@ -366,7 +365,7 @@ def import_endpoint(root: Path, env_name: str, files: Sequence[Path], name: str 
             spec["auth_keys"]["secondary_key_secret"] = f"{name}-secondary-key"
     collecting = [v["version_name"] for v in spec_versions
                   if v.get("collect_model_data", env_defaults["collect_model_data"])]
-    if collecting and "model_data_collection" not in loaded.settings and not spec["enable_app_insights"]:
+    if collecting and nowhere_to_collect(loaded.settings, spec["enable_app_insights"]):
         warnings.append(f"collect_model_data is kept ({', '.join(collecting)}), but environment {env_name!r} cannot "
                         "collect: give it model_data_collection.storage_connection_string_secret (where a script's "
                         "ModelDataCollector uploads) or the endpoint enable_app_insights (the server's own "
@@ -385,10 +384,11 @@ def write(root: Path, env_name: str, imported: Imported, dry_run: bool) -> None:
     """Validate the spec with its environment (refused with file:line problems); write it atomically unless dry.
     collect_model_data with nowhere to collect to is kept and said (a warning), not refused: the migrated spec
     says what v1 did, and the pull request cannot pass until the environment or the endpoint gives it a place."""
-    check_edit(root, env_name, imported.path, imported.text, tolerated=nowhere_to_collect)
-    if not dry_run:
-        write_atomic(imported.path, imported.text)
+    if dry_run:
+        check_edit(root, env_name, imported.path, imported.text, tolerated=collects_nowhere)
+    else:
+        save(root, env_name, imported.path, imported.text, tolerated=collects_nowhere)
 
 
-def nowhere_to_collect(problem: Problem) -> bool:
+def collects_nowhere(problem: Problem) -> bool:
     return problem.field.endswith(".collect_model_data") and problem.message.startswith(NOTHING_COLLECTS)

@@ -114,7 +114,9 @@ def check_edit(root: Path, env: str, path: Path, text: str,
         raise EditRefused(new)
 
 
-def save(root: Path, env: str, path: Path, text: str) -> None:
-    """Write `text` atomically, unless it brings a problem into the environment (in any of its files)."""
-    check_edit(root, env, path, text)
+def save(root: Path, env: str, path: Path, text: str,
+         tolerated: Callable[[Problem], bool] = lambda problem: False) -> None:
+    """Write `text` atomically, unless it brings a problem into the environment (in any of its files) other than
+    those `tolerated` says the edit may bring."""
+    check_edit(root, env, path, text, tolerated)
     write_atomic(path, text)

@@ -54,15 +54,16 @@ def collector_env(ep: Endpoint, v: Version) -> list[dict[str, Any]]:
     if not v.settings["collect_model_data"]:
         return []
     env: list[dict[str, Any]] = [{"name": "AML_MDC_STORAGE_ENABLED", "value": "true"}]  # the server's, to App Insights
-    if storage(ep) is not None:
+    settings = storage(ep)
+    if settings is not None:
         env += [{"name": "AML_MODEL_DC_STORAGE_ENABLED", "value": "true"},
                 {"name": "AML_MODEL_DC_STORAGE", "secret": secret_name(ep), "key": STORAGE_KEY},
                 {"name": "AML_MODEL_DC_STORAGE_DATA_WINDOW_LENGTH", "value": UPLOAD_WINDOW},
                 {"name": "AML_MODEL_DC_STORAGE_COMMIT_WINDOW_LENGTH", "value": UPLOAD_WINDOW},
                 {"name": "COMPUTE_NAME", "value": ep.env.settings["cluster_name"]},
                 {"name": "COMPUTE_TYPE", "value": "AKS"}]
-        if "workspace" in ep.env.settings["model_data_collection"]:  # the server's App Insights dimension
-            env.append({"name": "WORKSPACE_NAME", "value": ep.env.settings["model_data_collection"]["workspace"]["name"]})
+        if "workspace" in settings:  # also the server's App Insights dimension
+            env.append({"name": "WORKSPACE_NAME", "value": settings["workspace"]["name"]})
     return env
 
 

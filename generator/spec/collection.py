@@ -3,7 +3,8 @@ has the two paths)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ..problems import Problem
 from .model import Endpoint
@@ -12,15 +13,18 @@ STORAGE_SETTING = "model_data_collection.storage_connection_string_secret"
 NOTHING_COLLECTS = "nothing would collect"
 
 
+def nowhere_to_collect(env: Mapping[str, Any], app_insights: bool) -> bool:
+    """Neither path exists: no storage for a script's collector, no App Insights for the server's collection."""
+    return "model_data_collection" not in env and not app_insights
+
+
 def collection_problem(ep: Endpoint) -> str | None:
     """Why the endpoint's collected data would go nowhere, or None when it has a place to go."""
     env = ep.env.settings
-    if "model_data_collection" in env:
-        if "key_vault" not in env:
-            return (f"environment {ep.env.name!r} has model_data_collection but no key_vault section; the "
-                    "storage connection string is read from Key Vault")
-        return None
-    if ep.settings["enable_app_insights"]:
+    if "model_data_collection" in env and "key_vault" not in env:
+        return (f"environment {ep.env.name!r} has model_data_collection but no key_vault section; the "
+                "storage connection string is read from Key Vault")
+    if not nowhere_to_collect(env, ep.settings["enable_app_insights"]):
         return None
     return (f"{NOTHING_COLLECTS}: environment {ep.env.name!r} has no {STORAGE_SETTING} (where a script's "
             "azureml-monitoring ModelDataCollector uploads, to Blob Storage) and the endpoint has no "
